@@ -1,0 +1,5 @@
+"""Allows `python -m model_go`."""
+
+from model_go.cli import main
+
+main()

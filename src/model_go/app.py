@@ -1,0 +1,94 @@
+"""create_app(settings): the ASGI application. Relay routes are plain Starlette routes that read
+raw bytes; the management and health routes use FastAPI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+
+from model_go import __version__
+from model_go import state as app_state
+from model_go.errors import GatewayError, InvalidRequest, error_for_status
+from model_go.relay.asgi import Receive, Scope, Send
+from model_go.relay.pipeline import Relay
+from model_go.settings import Settings
+
+
+class Endpoint:
+    """Wraps a relay coroutine so Starlette treats it as a raw ASGI app (no Request object)."""
+
+    def __init__(self, handler: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handler(scope, receive, send)
+
+
+def _error_response(error: GatewayError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await app_state.start(settings)
+        app.state.model_go = state
+        relay.state = state
+        try:
+            yield
+        finally:
+            await app_state.stop(state)
+
+    app = FastAPI(
+        title="model-go",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    relay = Relay()
+    app.router.routes.append(
+        Route("/v1/chat/completions", Endpoint(relay.chat_completions), methods=["POST"])
+    )
+    app.router.routes.append(Route("/v1/embeddings", Endpoint(relay.embeddings), methods=["POST"]))
+    app.router.routes.append(Route("/v1/models", Endpoint(relay.models), methods=["GET"]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        messages = {404: "Unknown path.", 405: f"Method {request.method} is not allowed here."}
+        message = messages.get(exc.status_code) or str(exc.detail)
+        return _error_response(error_for_status(exc.status_code, message))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+        return _error_response(
+            InvalidRequest(f"Invalid request: {first.get('msg', 'bad input')}.", param=param)
+        )
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        state: app_state.AppState | None = getattr(request.app.state, "model_go", None)
+        if state is None or not state.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        try:
+            async with state.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except Exception:
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready", "config_version": state.snapshot.version})
+
+    return app

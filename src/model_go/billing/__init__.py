@@ -1,0 +1,1 @@
+"""Money, prices and the balance ledger."""

@@ -1,0 +1,88 @@
+"""The in-process balance ledger: reserve before the upstream call, settle or release after.
+
+Per user it keeps three numbers:
+  committed  the balance the database last reported (after our flushed debits and any credits)
+  pending    debits settled in memory but not yet written by the usage writer
+  reserved   worst-case cost of requests in flight
+Available = committed - pending - reserved. A reservation that would make it negative is
+refused, so concurrent requests can never overspend. Everything here is synchronous: a cancelled
+request cannot interrupt a settle half way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from model_go.errors import InsufficientBalance
+
+
+@dataclass
+class Account:
+    committed: int = 0
+    pending: int = 0
+    reserved: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.committed - self.pending - self.reserved
+
+
+@dataclass
+class Reservation:
+    user_id: int
+    amount: int
+    request_id: str
+    done: bool = False
+
+
+@dataclass
+class Debit:
+    user_id: int
+    request_id: str
+    amount: int
+
+
+@dataclass
+class Ledger:
+    accounts: dict[int, Account] = field(default_factory=dict)
+
+    def account(self, user_id: int) -> Account:
+        acct = self.accounts.get(user_id)
+        if acct is None:
+            acct = self.accounts[user_id] = Account()
+        return acct
+
+    def reserve(self, user_id: int, amount: int, request_id: str) -> Reservation:
+        acct = self.account(user_id)
+        if amount > acct.available or acct.available <= 0:
+            raise InsufficientBalance(
+                "Your balance is too low for this request. Top up your credits and try again."
+            )
+        acct.reserved += amount
+        return Reservation(user_id=user_id, amount=amount, request_id=request_id)
+
+    def settle(self, res: Reservation, cost: int) -> Debit | None:
+        """Turn a reservation into a debit of the actual cost. Idempotent: only the first call counts."""
+        if res.done:
+            return None
+        res.done = True
+        acct = self.account(res.user_id)
+        acct.reserved -= res.amount
+        if cost <= 0:
+            return None
+        acct.pending += cost
+        return Debit(user_id=res.user_id, request_id=res.request_id, amount=cost)
+
+    def release(self, res: Reservation) -> None:
+        self.settle(res, 0)
+
+    def flushed(self, user_id: int, amount: int, new_balance: int) -> None:
+        """The usage writer committed `amount` of pending debits; the database now says new_balance."""
+        acct = self.account(user_id)
+        acct.pending -= amount
+        acct.committed = new_balance
+
+    def refresh(self, balances: dict[int, int]) -> None:
+        """Balances read from the database (credits made elsewhere). Callers hold the sync lock."""
+        for user_id, value in balances.items():
+            self.account(user_id).committed = value

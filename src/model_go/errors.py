@@ -1,0 +1,135 @@
+"""One exception tree for everything a client can be told, and one renderer for it.
+
+    GatewayError                      500 api_error
+    ├── InvalidRequest                400 invalid_request_error   (names the param)
+    ├── AuthenticationFailed          401 authentication_error
+    ├── InsufficientBalance           402 insufficient_quota
+    ├── PermissionDenied              403 permission_error
+    ├── NotFound                      404 not_found_error
+    ├── MethodNotAllowed              405 invalid_request_error
+    ├── PayloadTooLarge               413 invalid_request_error
+    ├── RateLimited                   429 rate_limit_error        (Retry-After)
+    └── UpstreamError                 502 upstream_error
+        ├── UpstreamUnavailable       503
+        └── UpstreamTimeout           504
+
+Messages are written by us: never an upstream body, URL, host or key, never prompt text.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "api_error"
+    code: str | None = "internal_error"
+
+    def __init__(
+        self,
+        message: str = "The server had an error while processing your request.",
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, object]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.body())
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class InsufficientBalance(GatewayError):
+    status = 402
+    type = "insufficient_quota"
+    code = "insufficient_balance"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+def error_for_status(status: int, message: str) -> GatewayError:
+    """The error class a plain HTTP status maps to (used for framework-level errors)."""
+    by_status: dict[int, type[GatewayError]] = {
+        400: InvalidRequest,
+        401: AuthenticationFailed,
+        402: InsufficientBalance,
+        403: PermissionDenied,
+        404: NotFound,
+        405: MethodNotAllowed,
+        413: PayloadTooLarge,
+        422: InvalidRequest,
+        429: RateLimited,
+    }
+    return by_status.get(status, GatewayError)(message)

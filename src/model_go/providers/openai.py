@@ -1,0 +1,144 @@
+"""OpenAI and every OpenAI-compatible upstream: bytes pass through, usage is read on the way."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from model_go.errors import GatewayError, UpstreamError
+from model_go.providers import errors
+from model_go.providers.base import Call, Channel, UpstreamRequest, Usage
+
+
+def usage_from(obj: Any) -> Usage | None:
+    if not isinstance(obj, dict):
+        return None
+    prompt = obj.get("prompt_tokens")
+    completion = obj.get("completion_tokens", 0)
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    details = obj.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    return Usage(prompt, completion, cached if isinstance(cached, int) else 0)
+
+
+def _content_chars(choice: Any) -> int:
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    if not isinstance(delta, dict):
+        return 0
+    total = 0
+    for field in ("content", "reasoning_content", "refusal"):
+        value = delta.get(field)
+        if isinstance(value, str):
+            total += len(value)
+    for call in delta.get("tool_calls") or ():
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            total += len(fn.get("arguments") or "") + len(fn.get("name") or "")
+    return total
+
+
+class OpenAIStream:
+    """Reads usage and counts generated characters; strips the usage chunk we asked for ourselves."""
+
+    def __init__(self, call: Call) -> None:
+        self.client_wants_usage = call.client_wants_usage
+        self.usage: Usage | None = None
+        self.finished = False
+        self.completion_chars = 0
+        self.error: GatewayError | None = None
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if data == b"[DONE]":
+            self.finished = True
+            return []
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return [data]
+        if not isinstance(chunk, dict):
+            return [data]
+        if "error" in chunk and "choices" not in chunk:
+            self.error = UpstreamError("The upstream provider failed while streaming the response.")
+            self.finished = True
+            return []
+        choices = chunk.get("choices") or ()
+        for choice in choices:
+            self.completion_chars += _content_chars(choice)
+        usage = usage_from(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
+            if not self.client_wants_usage:
+                if not choices:
+                    return []
+                chunk["usage"] = None
+                return [orjson.dumps(chunk)]
+        return [data]
+
+
+class OpenAIProvider:
+    name = "openai"
+    local = False
+
+    def _headers(self, channel: Channel) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if channel.api_key:
+            headers["Authorization"] = f"Bearer {channel.api_key}"
+        return headers
+
+    def _url(self, channel: Channel, path: str) -> str:
+        return channel.base_url.rstrip("/") + path
+
+    def _body(self, call: Call, *, ask_usage: bool) -> bytes:
+        if call.upstream_model == call.model and not ask_usage:
+            return call.raw  # nothing to change: forward the client's bytes untouched
+        body = dict(call.body)
+        body["model"] = call.upstream_model
+        if ask_usage:
+            options = body.get("stream_options")
+            body["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        return orjson.dumps(body)
+
+    def chat_request(self, channel: Channel, call: Call) -> UpstreamRequest:
+        ask_usage = call.stream and not call.client_wants_usage
+        return UpstreamRequest(
+            url=self._url(channel, "/chat/completions"),
+            headers=self._headers(channel),
+            body=self._body(call, ask_usage=ask_usage),
+        )
+
+    def chat_response(self, call: Call, body: bytes) -> tuple[bytes, Usage | None]:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError("The upstream provider sent a malformed response.") from exc
+        if not isinstance(parsed, dict) or "choices" not in parsed:
+            raise UpstreamError("The upstream provider sent a malformed response.")
+        return body, usage_from(parsed.get("usage"))
+
+    def stream_translator(self, call: Call) -> OpenAIStream:
+        return OpenAIStream(call)
+
+    def embeddings_request(self, channel: Channel, call: Call) -> UpstreamRequest:
+        return UpstreamRequest(
+            url=self._url(channel, "/embeddings"),
+            headers=self._headers(channel),
+            body=self._body(call, ask_usage=False),
+        )
+
+    def embeddings_response(self, call: Call, body: bytes) -> tuple[bytes, Usage | None]:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError("The upstream provider sent a malformed response.") from exc
+        if not isinstance(parsed, dict) or "data" not in parsed:
+            raise UpstreamError("The upstream provider sent a malformed response.")
+        return body, usage_from(parsed.get("usage"))
+
+    def error_for(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+        return errors.classify(status, body, headers)

@@ -1,0 +1,68 @@
+"""The only code that talks to upstreams over the network: one shared aiohttp session."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+
+from model_go.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from model_go.providers.base import UpstreamRequest
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+def make_session(connect_timeout: float) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=0,  # no global cap: the limiter and the upstreams decide
+        limit_per_host=0,
+        ttl_dns_cache=300,
+        keepalive_timeout=30,
+        family=socket.AF_UNSPEC,
+    )
+    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=None)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
+        trust_env=False,
+        # responses are forwarded as they arrive; redirects are refused, never followed
+    )
+
+
+async def open_response(
+    session: aiohttp.ClientSession, req: UpstreamRequest, first_byte_timeout: float
+) -> aiohttp.ClientResponse:
+    """Send the request and wait for the upstream's status line and headers."""
+    try:
+        async with asyncio.timeout(first_byte_timeout):
+            return await session.request(
+                req.method, req.url, data=req.body, headers=req.headers, allow_redirects=False
+            )
+    except TimeoutError:
+        raise UpstreamTimeout("The upstream provider did not answer in time.") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UpstreamUnavailable(
+            "Could not reach the upstream provider. Please retry shortly."
+        ) from _without_detail(exc)
+
+
+async def read_all(resp: aiohttp.ClientResponse, timeout: float, limit: int | None = None) -> bytes:
+    try:
+        async with asyncio.timeout(timeout):
+            if limit is None:
+                return await resp.read()
+            return await resp.content.read(limit)
+    except TimeoutError:
+        raise UpstreamTimeout("The upstream provider did not finish its answer in time.") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UpstreamUnavailable("The upstream connection broke while reading the answer.") from (
+            _without_detail(exc)
+        )
+
+
+def _without_detail(exc: BaseException) -> GatewayError:
+    """Keep the exception type for debugging, drop its text (it can carry the upstream host)."""
+    return GatewayError(type(exc).__name__)

@@ -1,0 +1,104 @@
+"""The in-memory view of keys, users, channels and prices the request path reads.
+
+Rebuilt whenever `state.config_version` changes (the CLI, the API and other replicas bump it), so
+the request path makes no database round trip and a revoked key stops working within a second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from model_go.providers import REGISTRY
+from model_go.providers.base import Channel
+from model_go.security import KeyRing
+from model_go.storage import repo
+from model_go.storage.tables import api_keys, channels, prices, users
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    user_id: int
+    models: frozenset[str] | None
+    expires_at: datetime | None
+    rpm_limit: int | None
+
+
+@dataclass(frozen=True)
+class Price:
+    input_per_1m: int
+    output_per_1m: int
+    cached_input_per_1m: int
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    disabled: bool
+    rpm_limit: int | None
+
+
+@dataclass
+class Snapshot:
+    version: int = 0
+    keys: dict[str, KeyInfo] = field(default_factory=dict)
+    users: dict[int, UserInfo] = field(default_factory=dict)
+    routes: dict[str, list[Channel]] = field(default_factory=dict)
+    prices: dict[str, Price] = field(default_factory=dict)
+
+    def servable_models(self) -> list[str]:
+        """Models with at least one enabled channel and a price."""
+        return sorted(m for m in self.routes if m in self.prices)
+
+    def models_for(self, key: KeyInfo) -> list[str]:
+        models = self.servable_models()
+        if key.models is None:
+            return models
+        return [m for m in models if m in key.models]
+
+
+async def load(conn: AsyncConnection, keyring: KeyRing) -> tuple[Snapshot, dict[int, int]]:
+    """Read everything the request path needs; also returns every user's balance."""
+    snap = Snapshot(version=await repo.config_version(conn))
+    balances: dict[int, int] = {}
+    for row in await conn.execute(
+        select(users.c.id, users.c.disabled, users.c.rpm_limit, users.c.balance_micros)
+    ):
+        snap.users[row.id] = UserInfo(id=row.id, disabled=row.disabled, rpm_limit=row.rpm_limit)
+        balances[row.id] = row.balance_micros
+    key_rows = await conn.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None)))
+    for row in key_rows:
+        allowed = frozenset(orjson.loads(row.models)) if row.models else None
+        snap.keys[row.key_hash] = KeyInfo(
+            id=row.id,
+            user_id=row.user_id,
+            models=allowed,
+            expires_at=row.expires_at,
+            rpm_limit=row.rpm_limit,
+        )
+    for row in await conn.execute(select(prices)):
+        snap.prices[row.model] = Price(row.input_per_1m, row.output_per_1m, row.cached_input_per_1m)
+    channel_rows = await conn.execute(select(channels).where(channels.c.enabled.is_(True)))
+    for row in channel_rows:
+        if row.provider not in REGISTRY:
+            continue
+        channel = Channel(
+            id=row.id,
+            name=row.name,
+            provider=row.provider,
+            base_url=row.base_url,
+            api_key=keyring.decrypt(row.api_key_enc) if row.api_key_enc else None,
+            models=tuple(orjson.loads(row.models)),
+            model_map=orjson.loads(row.model_map or "{}"),
+            priority=row.priority,
+            weight=row.weight,
+            config=orjson.loads(row.config or "{}"),
+        )
+        for model in channel.models:
+            snap.routes.setdefault(model, []).append(channel)
+    return snap, balances

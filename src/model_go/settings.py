@@ -1,0 +1,70 @@
+"""Process settings, read from the environment with the MODELGO_ prefix."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_FILE_NAME = "secret_key"
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Every knob an operator can turn. Documented in README.md (a test keeps the two in sync)."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELGO_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    secret_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # how often a running server checks the database for changes made by the CLI or another replica
+    snapshot_poll_seconds: float = Field(default=0.5, gt=0, le=1.0)
+    usage_flush_seconds: float = Field(default=0.5, gt=0, le=1.0)
+    usage_flush_rows: int = Field(default=1000, ge=1)
+    keepalive_seconds: float = Field(default=15.0, gt=0)
+    upstream_connect_timeout: float = Field(default=10.0, gt=0)
+    upstream_first_byte_timeout: float = Field(default=300.0, gt=0)
+    upstream_idle_timeout: float = Field(default=300.0, gt=0)
+    upstream_total_timeout: float = Field(default=1800.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    default_max_output_tokens: int = Field(default=4096, ge=1)
+    default_rpm: int = Field(default=0, ge=0)
+    default_concurrency: int = Field(default=0, ge=0)
+    log_level: str = "INFO"
+    access_log: bool = True
+    demo: bool = True
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'model-go.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url().startswith("sqlite")
+
+    def master_secret(self) -> bytes:
+        """The server secret: from MODELGO_SECRET_KEY, else generated once into the data dir (0600)."""
+        if self.secret_key is not None:
+            value = self.secret_key.get_secret_value()
+            if len(value) < MIN_SECRET_LENGTH:
+                raise ValueError(f"MODELGO_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
+            return value.encode()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / SECRET_FILE_NAME
+        try:
+            return path.read_bytes().strip()
+        except FileNotFoundError:
+            pass
+        value = secrets.token_urlsafe(48).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(value + b"\n")
+        return value

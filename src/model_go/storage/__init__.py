@@ -1,0 +1,1 @@
+"""Database tables, engine set-up, repositories and migrations."""

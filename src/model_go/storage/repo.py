@@ -1,0 +1,315 @@
+"""Repository functions: every read and write the CLI, the API and the server make.
+
+Writes that a running server must notice bump `state.config_version` in the same transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from model_go.security import KeyRing, display_prefix, new_api_key
+from model_go.storage.tables import (
+    api_keys,
+    channels,
+    ledger,
+    prices,
+    state,
+    usage_logs,
+    users,
+    utcnow,
+)
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+CHANNEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,127}$")
+
+
+class RepoError(Exception):
+    """A request the data cannot satisfy (duplicate name, unknown user, bad value)."""
+
+
+@dataclass(frozen=True)
+class NewKey:
+    id: int
+    secret: str
+    prefix: str
+
+
+async def bump_version(conn: AsyncConnection) -> None:
+    await conn.execute(update(state).where(state.c.name == "config_version").values(value=state.c.value + 1))
+
+
+async def config_version(conn: AsyncConnection) -> int:
+    value = await conn.scalar(select(state.c.value).where(state.c.name == "config_version"))
+    return int(value or 0)
+
+
+def validate_models(models: Sequence[str]) -> list[str]:
+    cleaned = [m.strip() for m in models if m.strip()]
+    if not cleaned:
+        raise RepoError("at least one model name is required")
+    for model in cleaned:
+        if not MODEL_NAME_RE.match(model):
+            raise RepoError(f"invalid model name: {model!r}")
+    return list(dict.fromkeys(cleaned))
+
+
+# users ------------------------------------------------------------------------------------------
+
+
+async def create_user(
+    conn: AsyncConnection,
+    username: str,
+    *,
+    email: str | None,
+    is_admin: bool = False,
+    password_hash: str | None = None,
+) -> int:
+    if not USERNAME_RE.match(username):
+        raise RepoError("username: 2-64 characters, letters, digits, '_', '.', '-'")
+    if email is not None and not EMAIL_RE.match(email):
+        raise RepoError(f"invalid email address: {email!r}")
+    try:
+        result = await conn.execute(
+            insert(users).values(
+                username=username,
+                email=email.lower() if email else None,
+                is_admin=is_admin,
+                disabled=False,
+                balance_micros=0,
+                password_hash=password_hash,
+                created_at=utcnow(),
+            )
+        )
+    except IntegrityError as exc:
+        raise RepoError(f"a user with that username or email already exists: {username}") from exc
+    await bump_version(conn)
+    pk = result.inserted_primary_key
+    assert pk is not None
+    return int(pk[0])
+
+
+async def user_by_username(conn: AsyncConnection, username: str) -> Row[Any]:
+    row = (await conn.execute(select(users).where(users.c.username == username))).first()
+    if row is None:
+        raise RepoError(f"no such user: {username}")
+    return row
+
+
+async def set_user_disabled(conn: AsyncConnection, user_id: int, disabled: bool) -> None:
+    await conn.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
+    await bump_version(conn)
+
+
+# money ------------------------------------------------------------------------------------------
+
+
+async def add_credit(
+    conn: AsyncConnection,
+    user_id: int,
+    amount_micros: int,
+    *,
+    note: str | None,
+    kind: str = "credit",
+) -> int:
+    """Credit (or, with a negative amount and kind 'adjust', debit) a balance. Returns the new one."""
+    if kind == "credit" and amount_micros <= 0:
+        raise RepoError("a credit must be a positive amount")
+    new_balance = await conn.scalar(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(balance_micros=users.c.balance_micros + amount_micros)
+        .returning(users.c.balance_micros)
+    )
+    if new_balance is None:
+        raise RepoError(f"no such user id: {user_id}")
+    await conn.execute(
+        insert(ledger).values(
+            user_id=user_id, kind=kind, amount_micros=amount_micros, note=note, created_at=utcnow()
+        )
+    )
+    await bump_version(conn)
+    return int(new_balance)
+
+
+async def balance(conn: AsyncConnection, user_id: int) -> int:
+    value = await conn.scalar(select(users.c.balance_micros).where(users.c.id == user_id))
+    if value is None:
+        raise RepoError(f"no such user id: {user_id}")
+    return int(value)
+
+
+# API keys ---------------------------------------------------------------------------------------
+
+
+async def create_key(
+    conn: AsyncConnection,
+    keyring: KeyRing,
+    user_id: int,
+    *,
+    name: str = "",
+    models: Sequence[str] | None = None,
+    expires_at: datetime | None = None,
+) -> NewKey:
+    secret = new_api_key()
+    allowed = orjson.dumps(validate_models(models)).decode() if models else None
+    result = await conn.execute(
+        insert(api_keys).values(
+            user_id=user_id,
+            name=name[:128],
+            prefix=display_prefix(secret),
+            key_hash=keyring.hash_api_key(secret),
+            models=allowed,
+            created_at=utcnow(),
+            expires_at=expires_at,
+        )
+    )
+    await bump_version(conn)
+    pk = result.inserted_primary_key
+    assert pk is not None
+    return NewKey(id=int(pk[0]), secret=secret, prefix=display_prefix(secret))
+
+
+async def list_keys(conn: AsyncConnection, user_id: int) -> Sequence[Row[Any]]:
+    query = select(api_keys).where(api_keys.c.user_id == user_id).order_by(api_keys.c.id)
+    return (await conn.execute(query)).all()
+
+
+async def revoke_key(conn: AsyncConnection, key_id: int, *, user_id: int | None = None) -> bool:
+    condition = and_(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+    if user_id is not None:
+        condition = and_(condition, api_keys.c.user_id == user_id)
+    result = await conn.execute(update(api_keys).where(condition).values(revoked_at=utcnow()))
+    if result.rowcount:
+        await bump_version(conn)
+    return bool(result.rowcount)
+
+
+# channels ---------------------------------------------------------------------------------------
+
+
+async def add_channel(
+    conn: AsyncConnection,
+    keyring: KeyRing,
+    *,
+    name: str,
+    provider: str,
+    base_url: str,
+    models: Sequence[str],
+    model_map: dict[str, str] | None = None,
+    priority: int = 0,
+    weight: int = 1,
+    api_key: str | None = None,
+    config: dict[str, Any] | None = None,
+) -> int:
+    if not CHANNEL_NAME_RE.match(name):
+        raise RepoError("channel name: letters, digits, '_', '.', '-' (up to 128)")
+    if weight < 1:
+        raise RepoError("weight must be at least 1")
+    try:
+        result = await conn.execute(
+            insert(channels).values(
+                name=name,
+                provider=provider,
+                base_url=base_url,
+                api_key_enc=keyring.encrypt(api_key) if api_key else None,
+                models=orjson.dumps(validate_models(models)).decode(),
+                model_map=orjson.dumps(model_map or {}).decode(),
+                priority=priority,
+                weight=weight,
+                enabled=True,
+                config=orjson.dumps(config or {}).decode(),
+                created_at=utcnow(),
+            )
+        )
+    except IntegrityError as exc:
+        raise RepoError(f"a channel named {name!r} already exists") from exc
+    await bump_version(conn)
+    pk = result.inserted_primary_key
+    assert pk is not None
+    return int(pk[0])
+
+
+async def list_channels(conn: AsyncConnection) -> Sequence[Row[Any]]:
+    return (await conn.execute(select(channels).order_by(channels.c.priority.desc(), channels.c.id))).all()
+
+
+async def set_channel_enabled(
+    conn: AsyncConnection, name: str, enabled: bool, *, reason: str | None = None
+) -> None:
+    result = await conn.execute(
+        update(channels)
+        .where(channels.c.name == name)
+        .values(enabled=enabled, disabled_reason=None if enabled else reason)
+    )
+    if not result.rowcount:
+        raise RepoError(f"no such channel: {name}")
+    await bump_version(conn)
+
+
+# prices -----------------------------------------------------------------------------------------
+
+
+async def set_price(
+    conn: AsyncConnection,
+    model: str,
+    *,
+    input_per_1m: int,
+    output_per_1m: int,
+    cached_input_per_1m: int,
+) -> None:
+    validate_models([model])
+    if min(input_per_1m, output_per_1m, cached_input_per_1m) < 0:
+        raise RepoError("prices cannot be negative")
+    values = {
+        "input_per_1m": input_per_1m,
+        "output_per_1m": output_per_1m,
+        "cached_input_per_1m": cached_input_per_1m,
+        "updated_at": utcnow(),
+    }
+    result = await conn.execute(update(prices).where(prices.c.model == model).values(**values))
+    if not result.rowcount:
+        await conn.execute(insert(prices).values(model=model, **values))
+    await bump_version(conn)
+
+
+async def list_prices(conn: AsyncConnection) -> Sequence[Row[Any]]:
+    return (await conn.execute(select(prices).order_by(prices.c.model))).all()
+
+
+# usage ------------------------------------------------------------------------------------------
+
+
+async def list_usage(
+    conn: AsyncConnection,
+    *,
+    user_id: int | None = None,
+    since: datetime | None = None,
+    limit: int = 0,
+) -> Sequence[Row[Any]]:
+    query = select(usage_logs, users.c.username).join(users, users.c.id == usage_logs.c.user_id)
+    if user_id is not None:
+        query = query.where(usage_logs.c.user_id == user_id)
+    if since is not None:
+        query = query.where(usage_logs.c.created_at >= since)
+    query = query.order_by(usage_logs.c.id)
+    if limit:
+        query = query.limit(limit)
+    return (await conn.execute(query)).all()
+
+
+async def ledger_totals(conn: AsyncConnection, user_id: int) -> int:
+    value = await conn.scalar(
+        select(func.coalesce(func.sum(ledger.c.amount_micros), 0)).where(ledger.c.user_id == user_id)
+    )
+    return int(value or 0)

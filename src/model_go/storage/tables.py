@@ -1,0 +1,164 @@
+"""SQLAlchemy Core tables. Schema changes go through an Alembic migration in migrations/."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# One row per named counter; `config_version` is bumped by every change a running server must see.
+state = Table(
+    "state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("email", String(254), nullable=True, unique=True),
+    Column("password_hash", String(255), nullable=True),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("balance_micros", BigInteger, nullable=False, default=0),
+    Column("rpm_limit", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(128), nullable=False, default=""),
+    Column("prefix", String(32), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    # JSON list of allowed public model names; NULL means every model
+    Column("models", Text, nullable=True),
+    Column("rpm_limit", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("provider", String(32), nullable=False),
+    Column("base_url", String(2048), nullable=False, default=""),
+    Column("api_key_enc", Text, nullable=True),
+    Column("models", Text, nullable=False),  # JSON list of public model names
+    Column("model_map", Text, nullable=False, default="{}"),  # JSON {public: upstream}
+    Column("priority", Integer, nullable=False, default=0),
+    Column("weight", Integer, nullable=False, default=1),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("disabled_reason", String(255), nullable=True),
+    Column("config", Text, nullable=False, default="{}"),  # JSON: provider-specific options
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+prices = Table(
+    "prices",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("input_per_1m", BigInteger, nullable=False),
+    Column("output_per_1m", BigInteger, nullable=False),
+    Column("cached_input_per_1m", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+# Every balance change: credits (positive) and request debits (negative, one per request id).
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("request_id", String(40), nullable=True, unique=True),
+    Column("kind", String(16), nullable=False),  # credit | debit | adjust
+    Column("amount_micros", BigInteger, nullable=False),
+    Column("note", String(255), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_ledger_user_created", "user_id", "created_at"),
+)
+
+# Metadata about requests only: never prompt or response text.
+usage_logs = Table(
+    "usage_logs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("request_id", String(40), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("key_id", Integer, nullable=True),
+    Column("endpoint", String(32), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("channel_id", Integer, nullable=True),
+    Column("stream", Boolean, nullable=False, default=False),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cached_tokens", Integer, nullable=False, default=0),
+    Column("usage_estimated", Boolean, nullable=False, default=False),
+    Column("cost_micros", BigInteger, nullable=False, default=0),
+    Column("status_code", Integer, nullable=False),
+    Column("error_code", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("latency_ms", Integer, nullable=False, default=0),
+    Column("ttft_ms", Integer, nullable=True),
+    Column("client_ip", String(64), nullable=True),
+    Column("user_agent", String(512), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_usage_logs_user_created", "user_id", "created_at"),
+    Index("ix_usage_logs_created", "created_at"),
+)

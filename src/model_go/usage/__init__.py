@@ -1,0 +1,1 @@
+"""Usage rows: the batched writer, and later retention and rollups."""

@@ -1,0 +1,138 @@
+"""Batches usage rows and ledger debits off the request path, in one transaction per flush.
+
+A request appends one record (a synchronous list append); the flush task writes every pending
+record, its debit and the balance change together, then tells the ledger. On shutdown the last
+batch is flushed, so a graceful stop loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from model_go.billing.ledger import Debit, Ledger
+from model_go.storage.tables import ledger as ledger_table
+from model_go.storage.tables import usage_logs, users, utcnow
+
+log = logging.getLogger("model_go.usage")
+
+
+@dataclass
+class UsageRecord:
+    request_id: str
+    user_id: int
+    key_id: int | None
+    endpoint: str
+    model: str
+    channel_id: int | None
+    stream: bool
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    usage_estimated: bool
+    cost_micros: int
+    status_code: int
+    error_code: str | None
+    attempts: int
+    latency_ms: int
+    ttft_ms: int | None
+    client_ip: str | None
+    user_agent: str | None
+    created_at: datetime
+
+
+class UsageWriter:
+    def __init__(self, engine: AsyncEngine, ledger: Ledger, sync_lock: asyncio.Lock) -> None:
+        self.engine = engine
+        self.ledger = ledger
+        self.sync_lock = sync_lock
+        self._records: list[UsageRecord] = []
+        self._debits: list[Debit] = []
+        self.wakeup = asyncio.Event()
+        self.max_rows = 1000
+
+    def record(self, row: UsageRecord, debit: Debit | None) -> None:
+        self._records.append(row)
+        if debit is not None:
+            self._debits.append(debit)
+        if len(self._records) >= self.max_rows:
+            self.wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._records)
+
+    async def flush(self) -> int:
+        """Write everything recorded so far. On failure the batch stays queued for the next try."""
+        async with self.sync_lock:
+            records, self._records = self._records, []
+            debits, self._debits = self._debits, []
+            if not records and not debits:
+                return 0
+            try:
+                new_balances = await self._write(records, debits)
+            except Exception:
+                self._records[:0] = records
+                self._debits[:0] = debits
+                raise
+            totals: dict[int, int] = defaultdict(int)
+            for debit in debits:
+                totals[debit.user_id] += debit.amount
+            for user_id, amount in totals.items():
+                if user_id in new_balances:
+                    self.ledger.flushed(user_id, amount, new_balances[user_id])
+            return len(records)
+
+    async def _write(self, records: list[UsageRecord], debits: list[Debit]) -> dict[int, int]:
+        totals: dict[int, int] = defaultdict(int)
+        for debit in debits:
+            totals[debit.user_id] += debit.amount
+        new_balances: dict[int, int] = {}
+        async with self.engine.begin() as conn:
+            for user_id, amount in totals.items():
+                value = await conn.scalar(
+                    update(users)
+                    .where(users.c.id == user_id)
+                    .values(balance_micros=users.c.balance_micros - amount)
+                    .returning(users.c.balance_micros)
+                )
+                if value is not None:
+                    new_balances[user_id] = int(value)
+            live = set(new_balances) | {r.user_id for r in records if r.user_id not in totals}
+            rows = [asdict(r) for r in records if r.user_id in live]
+            if rows:
+                await conn.execute(insert(usage_logs), rows)
+            created = {r.request_id: r.created_at for r in records}
+            ledger_rows = [
+                {
+                    "user_id": d.user_id,
+                    "request_id": d.request_id,
+                    "kind": "debit",
+                    "amount_micros": -d.amount,
+                    "note": None,
+                    "created_at": created.get(d.request_id) or utcnow(),
+                }
+                for d in debits
+                if d.user_id in new_balances
+            ]
+            if ledger_rows:
+                await conn.execute(insert(ledger_table), ledger_rows)
+        return new_balances
+
+    async def run(self, interval: float) -> None:
+        """The flush loop the supervisor owns."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), timeout=interval)
+            self.wakeup.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("usage flush failed; %d rows kept for the next attempt", self.pending)

@@ -1,0 +1,1 @@
+"""Wire formats: parsing and validating what clients send, and SSE framing."""

@@ -1,0 +1,136 @@
+"""Parsing and validating OpenAI-format request bodies: cheap checks on the fields we rely on;
+everything else passes through to the upstream untouched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from model_go.errors import InvalidRequest
+
+# Fields that would point a request somewhere else or swap its credentials. Refused anywhere in
+# the body (LiteLLM's SSRF came in through nested `user_config`), except inside user content.
+REDIRECT_FIELDS = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "azure_endpoint",
+        "azure_ad_token",
+        "endpoint",
+        "organization",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "vertex_credentials",
+        "custom_llm_provider",
+        "proxy",
+        "url",
+    }
+)
+# Subtrees that hold the user's own content (prompts, tool JSON schemas): any key may appear there.
+CONTENT_FIELDS = frozenset({"messages", "tools", "functions", "response_format", "input", "prediction"})
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. Send valid JSON.",
+            code="invalid_json",
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _refuse_redirects(value: Any, path: str, depth: int = 0) -> None:
+    if depth > 32:
+        raise InvalidRequest("The request body is nested too deeply.", param=path)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if key in REDIRECT_FIELDS:
+                raise InvalidRequest(
+                    f"The field '{here}' is not allowed: model-go chooses the upstream.",
+                    param=here,
+                    code="forbidden_field",
+                )
+            if depth == 0 and key in CONTENT_FIELDS:
+                continue
+            _refuse_redirects(item, here, depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_redirects(item, f"{path}[{index}]", depth + 1)
+
+
+def _optional_int(body: dict[str, Any], name: str, *, minimum: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidRequest(f"'{name}' must be an integer of at least {minimum}.", param=name)
+    return value
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_model")
+    return model
+
+
+def validate_chat(body: dict[str, Any]) -> tuple[str, bool, bool, int | None, int]:
+    """Returns (model, stream, client_wants_usage, max_output_tokens, n)."""
+    model = _model(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise InvalidRequest(
+                f"'messages[{index}]' must be an object with a string 'role'.",
+                param=f"messages[{index}]",
+            )
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be a boolean.", param="stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest("'stream_options' must be an object.", param="stream_options")
+    wants_usage = bool(options and options.get("include_usage") is True)
+    max_out = _optional_int(body, "max_completion_tokens", minimum=1)
+    if max_out is None:
+        max_out = _optional_int(body, "max_tokens", minimum=1)
+    n = _optional_int(body, "n", minimum=1) or 1
+    if n > 128:
+        raise InvalidRequest("'n' must be at most 128.", param="n")
+    _refuse_redirects(body, "")
+    return model, stream, wants_usage, max_out, n
+
+
+def validate_embeddings(body: dict[str, Any]) -> str:
+    model = _model(body)
+    value = body.get("input")
+    ok = isinstance(value, str) or (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(v, str | int) or (isinstance(v, list) and all(isinstance(t, int) for t in v))
+            for v in value
+        )
+    )
+    if not ok:
+        raise InvalidRequest(
+            "'input' must be a string, an array of strings, or an array of token arrays.",
+            param="input",
+        )
+    _refuse_redirects(body, "")
+    return model
