@@ -384,8 +384,9 @@ class Relay:
                     await self._relay_upstream(ctx, translator, resp, send, deadline)
         finally:
             watcher.cancel()
-        ctx.outcome.usage = translator.usage
-        ctx.outcome.completion_chars = translator.completion_chars
+            # also on cancellation (client gone): bill what was generated so far
+            ctx.outcome.usage = translator.usage
+            ctx.outcome.completion_chars = translator.completion_chars
 
     async def _relay_events(
         self, ctx: Context, translator: StreamTranslator, payloads: list[bytes], send: Send

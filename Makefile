@@ -1,0 +1,39 @@
+# model-go developer entry points. `make run` and `make test` are the README's quick start.
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test check lint format typecheck bench clean
+
+$(STAMP): pyproject.toml
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+	@test -x $(BIN)/python || uv venv -q -p 3.11 $(VENV)
+	uv pip install -q -p $(VENV) -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install  ## start model-go on http://127.0.0.1:8080 with an embedded SQLite database in ./data
+	$(BIN)/model-go serve
+
+test: install  ## the whole suite (SQLite, and PostgreSQL when it is reachable)
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test  ## the one gate: format, lint, types, tests
+
+format: install
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+bench: install  ## model-go vs the thin baseline, pinned to core 0 (needs ../shared/bench)
+	bash scripts/bench.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
