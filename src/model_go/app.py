@@ -75,6 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             InvalidRequest(f"Invalid request: {first.get('msg', 'bad input')}.", param=param)
         )
 
+    # --- web dashboard (owned by the dashboard: src/model_go/web): page routes and /static ---
+    from model_go.web import mount_dashboard
+
+    mount_dashboard(app)
+    # --- end web dashboard ---
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}

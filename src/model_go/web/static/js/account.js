@@ -1,0 +1,398 @@
+/* account.js: the customer pages: overview, API keys, usage, billing, profile and support. */
+(function () {
+  "use strict";
+  const MG = window.MG;
+  const h = MG.h;
+  const PALETTE = ["#0172ad", "#d93526", "#2a9d8f", "#e9a23b", "#8e44ad", "#5d6d7e", "#c0392b", "#16a085"];
+
+  /* ---------- overview ---------- */
+
+  function chartDatasets(summary, field, scale) {
+    return summary.models.map((m, i) => ({
+      label: m.model,
+      data: m[field].map((v) => v / scale),
+      backgroundColor: PALETTE[i % PALETTE.length],
+      borderRadius: 3,
+      maxBarThickness: 28,
+    }));
+  }
+
+  function drawChart(canvas, labels, datasets, money) {
+    const old = window.Chart.getChart(canvas);
+    if (old) old.destroy();
+    const muted = getComputedStyle(document.documentElement).getPropertyValue("--pico-muted-color").trim() || "#666";
+    return new window.Chart(canvas, {
+      type: "bar",
+      data: { labels: labels.map((d) => d.slice(5)), datasets },
+      options: {
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
+        interaction: { mode: "index", intersect: false },
+        plugins: {
+          legend: { position: "bottom", labels: { boxWidth: 12, color: muted } },
+          tooltip: {
+            callbacks: {
+              label: (ctx) => `${ctx.dataset.label}: ${money ? MG.usd(Math.round(ctx.parsed.y * 1e6)) : MG.int(ctx.parsed.y)}`,
+            },
+          },
+        },
+        scales: {
+          x: { stacked: true, grid: { display: false }, ticks: { color: muted, maxRotation: 0, autoSkipPadding: 8 } },
+          y: { stacked: true, beginAtZero: true, ticks: { color: muted, precision: money ? undefined : 0 } },
+        },
+      },
+    });
+  }
+
+  MG.pages.overview = async function (main) {
+    const stat = (name) => MG.$(main, `[data-stat=${name}]`);
+    const errorBox = MG.$(main, "[data-form-error]");
+    const [billing, summary] = await Promise.all([
+      MG.api("GET", "/api/billing").catch((err) => { MG.showError(errorBox, err); return null; }),
+      MG.api("GET", "/api/usage/summary?days=30").catch((err) => { MG.showError(errorBox, err); return null; }),
+    ]);
+    for (const el of MG.$$(main, "[data-stat]")) el.removeAttribute("aria-busy");
+    if (billing) stat("balance").textContent = MG.usd(billing.balance_micros);
+    if (!summary) return;
+    stat("spend").textContent = MG.usd(summary.total_spend_micros);
+    stat("requests").textContent = MG.int(summary.total_requests);
+    if (!summary.total_requests) {
+      MG.$(main, "[data-empty]").hidden = false;
+      MG.$(main, "[data-snippet]").textContent = MG.sdkSnippet("YOUR_API_KEY");
+      return;
+    }
+    MG.$(main, "[data-charts]").hidden = false;
+    MG.$(main, "[data-models-section]").hidden = false;
+    const totals = summary.models.map((m) => ({
+      model: m.model,
+      requests: m.requests.reduce((a, b) => a + b, 0),
+      spend: m.spend_micros.reduce((a, b) => a + b, 0),
+    })).sort((a, b) => b.spend - a.spend || b.requests - a.requests);
+    MG.fillRows(MG.$(main, "[data-models]"), totals, (t) => h("tr", {},
+      h("td", {}, t.model), h("td", { class: "num" }, MG.int(t.requests)), h("td", { class: "num" }, MG.usd(t.spend))), "");
+    await MG.loadScript(MG.chartSrc());
+    drawChart(MG.$(main, "#chart-spend"), summary.days, chartDatasets(summary, "spend_micros", 1e6), true);
+    drawChart(MG.$(main, "#chart-requests"), summary.days, chartDatasets(summary, "requests", 1), false);
+  };
+
+  MG.chartSrc = () => document.querySelector("meta[name=mg-chart-src]").content;
+
+  MG.sdkSnippet = (key) => [
+    "from openai import OpenAI",
+    "",
+    `client = OpenAI(base_url="${location.origin}/v1", api_key="${key}")`,
+    'reply = client.chat.completions.create(model="MODEL", messages=[{"role": "user", "content": "Hello"}])',
+    "print(reply.choices[0].message.content)",
+  ].join("\n");
+
+  /* ---------- API keys ---------- */
+
+  function keyStatus(k) {
+    if (k.revoked_at) return MG.badge("revoked", "bad");
+    if (k.expires_at && new Date(k.expires_at) <= new Date()) return MG.badge("expired", "bad");
+    return MG.badge("active", "ok");
+  }
+
+  async function loadKeys(main) {
+    const tbody = MG.$(main, "[data-keys]");
+    const data = await MG.api("GET", "/api/keys");
+    const keys = Array.isArray(data) ? data : data.items || data.keys || [];
+    MG.fillRows(tbody, keys, (k) => {
+      const live = !k.revoked_at;
+      const revoke = live ? h("button", { type: "button", class: "secondary outline", "data-action": "revoke", "data-id": k.id, "aria-label": `Revoke key ${k.name}` }, "Revoke") : null;
+      return h("tr", { "data-key-id": k.id },
+        h("td", {}, k.name || "—"),
+        h("td", {}, h("code", {}, (k.prefix || "") + "…")),
+        h("td", { class: "wrap" }, k.models && k.models.length ? k.models.join(", ") : h("span", { class: "muted" }, "all models")),
+        h("td", {}, MG.date(k.created_at)),
+        h("td", {}, k.expires_at ? MG.date(k.expires_at) : h("span", { class: "muted" }, "never")),
+        h("td", {}, keyStatus(k)),
+        h("td", {}, h("div", { class: "actions" }, revoke)));
+    }, "No API keys yet. Create one above.");
+  }
+
+  MG.pages.keys = async function (main) {
+    const form = MG.$(main, "#key-form");
+    const box = MG.$(main, "[data-secret-box]");
+    MG.onSubmit(form, async (v) => {
+      const models = v.models ? v.models.split(",").map((s) => s.trim()).filter(Boolean) : null;
+      const body = { name: v.name, models };
+      if (v.expires_on) body.expires_at = `${v.expires_on}T23:59:59Z`;
+      const created = await MG.api("POST", "/api/keys", body);
+      const secret = created.secret || created.key;
+      MG.$(box, "[data-secret]").value = secret;
+      MG.$(box, "[data-secret-name]").textContent = v.name;
+      MG.$(box, "[data-secret-snippet]").textContent = MG.sdkSnippet(secret);
+      MG.$(box, "[data-copy-status]").textContent = "";
+      box.hidden = false;
+      form.reset();
+      MG.$(box, "[data-secret]").select();
+      box.scrollIntoView({ block: "nearest" });
+      await loadKeys(main);
+    });
+    main.addEventListener("click", async (event) => {
+      const btn = event.target.closest("button[data-action]");
+      if (!btn) return;
+      if (btn.dataset.action === "copy-secret") MG.copy(MG.$(box, "[data-secret]").value, MG.$(box, "[data-copy-status]"));
+      if (btn.dataset.action === "hide-secret") {
+        MG.$(box, "[data-secret]").value = "";
+        MG.$(box, "[data-secret-snippet]").textContent = "";
+        box.hidden = true;
+      }
+      if (btn.dataset.action === "revoke") {
+        const name = btn.closest("tr").firstChild.textContent;
+        if (!window.confirm(`Revoke the key “${name}”? Requests using it stop working at once. This cannot be undone.`)) return;
+        MG.busy(btn, true);
+        try {
+          await MG.api("DELETE", `/api/keys/${btn.dataset.id}`);
+          MG.toast(`Key “${name}” revoked.`);
+          await loadKeys(main);
+        } catch (err) {
+          MG.showError(MG.$(main, "[data-list-error]"), err);
+          MG.busy(btn, false);
+        }
+      }
+    });
+    try {
+      await loadKeys(main);
+    } catch (err) {
+      MG.fillRows(MG.$(main, "[data-keys]"), [], null, "Could not load your keys.");
+      MG.showError(MG.$(main, "[data-list-error]"), err);
+    }
+  };
+
+  /* ---------- paginated tables (usage, billing ledger, admin usage) ---------- */
+
+  // Keeps page state, renders "page X of Y", and reloads through `load(page)`.
+  MG.pager = function (main, load) {
+    const nav = MG.$(main, "[data-pager]");
+    const state = { page: 1, pages: 1 };
+    nav.addEventListener("click", (event) => {
+      const btn = event.target.closest("button[data-action]");
+      if (!btn) return;
+      const page = state.page + (btn.dataset.action === "next" ? 1 : -1);
+      if (page >= 1 && page <= state.pages) load(page);
+    });
+    return {
+      update(data) {
+        state.page = data.page || 1;
+        state.pages = Math.max(1, Math.ceil((data.total || 0) / (data.page_size || 1)));
+        nav.hidden = !data.total;
+        MG.$(nav, "[data-page-info]").textContent = `Page ${state.page} of ${state.pages} · ${MG.int(data.total)} rows`;
+        MG.$(nav, "[data-action=prev]").disabled = state.page <= 1;
+        MG.$(nav, "[data-action=next]").disabled = state.page >= state.pages;
+      },
+    };
+  };
+
+  // Filters live in the address bar too, so a filtered view can be reloaded or shared.
+  MG.filterParams = function (form) {
+    const v = MG.values(form);
+    const out = {};
+    for (const [k, val] of Object.entries(v)) if (val) out[k] = val;
+    return out;
+  };
+
+  MG.fillFilters = function (form) {
+    const q = new URLSearchParams(location.search);
+    for (const el of form.elements) if (el.name && q.has(el.name)) el.value = q.get(el.name);
+  };
+
+  MG.statusBadge = (code) => MG.badge(String(code), code >= 200 && code < 300 ? "ok" : code === 499 ? "warn" : "bad");
+
+  function usageRow(r, keyNames) {
+    const tokens = `${MG.int(r.prompt_tokens)} / ${MG.int(r.completion_tokens)}`;
+    return h("tr", {},
+      h("td", {}, MG.time(r.created_at)),
+      h("td", {}, r.model),
+      h("td", {}, r.key_id ? keyNames[r.key_id] || r.key_name || `#${r.key_id}` : "—"),
+      h("td", { class: "num" }, tokens, r.usage_estimated ? h("span", { class: "muted", title: "estimated: the provider reported no usage" }, " est.") : null),
+      h("td", { class: "num" }, MG.usd(r.cost_micros)),
+      h("td", {}, MG.statusBadge(r.status_code)),
+      h("td", { class: "num" }, r.latency_ms !== undefined && r.latency_ms !== null ? `${MG.int(r.latency_ms)} ms` : "—"));
+  }
+
+  MG.pages.usage = async function (main) {
+    const form = MG.$(main, "#usage-filters");
+    const tbody = MG.$(main, "[data-rows]");
+    const csv = MG.$(main, "[data-csv]");
+    const errorBox = MG.$(main, "[data-form-error]");
+    const keyNames = {};
+    MG.fillFilters(form);
+    try {
+      const data = await MG.api("GET", "/api/keys");
+      const keys = Array.isArray(data) ? data : data.items || data.keys || [];
+      const select = form.elements.key_id;
+      const wanted = new URLSearchParams(location.search).get("key_id");
+      for (const k of keys) {
+        keyNames[k.id] = k.name || `#${k.id}`;
+        select.append(h("option", { value: k.id, selected: String(k.id) === wanted }, `${k.name} (${k.prefix}…)`));
+      }
+    } catch (err) {
+      MG.showError(errorBox, err);
+    }
+    const pager = MG.pager(main, (page) => load(page));
+    async function load(page) {
+      errorBox.hidden = true;
+      const filters = MG.filterParams(form);
+      history.replaceState(null, "", "/usage" + MG.query(filters));
+      csv.href = "/api/usage.csv" + MG.query(filters);
+      MG.loadingRow(tbody, "Loading usage…");
+      try {
+        const data = await MG.api("GET", "/api/usage" + MG.query({ ...filters, page, page_size: 50 }));
+        const hasFilters = Object.keys(filters).length > 0;
+        MG.fillRows(tbody, data.items, (r) => usageRow(r, keyNames),
+          hasFilters ? "No requests match these filters." : "No requests yet. They appear here within a second of being made.");
+        pager.update(data);
+      } catch (err) {
+        MG.fillRows(tbody, [], null, "Could not load usage.");
+        MG.showError(errorBox, err);
+      }
+    }
+    form.addEventListener("submit", (event) => { event.preventDefault(); load(1); });
+    await load(1);
+  };
+
+  /* ---------- billing ---------- */
+
+  const KIND_LABELS = { credit: "Top-up", debit: "Charge", adjust: "Adjustment", refund: "Refund" };
+
+  MG.pages.billing = async function (main) {
+    const tbody = MG.$(main, "[data-rows]");
+    const errorBox = MG.$(main, "[data-form-error]");
+    const pager = MG.pager(main, (page) => load(page));
+    async function load(page) {
+      MG.loadingRow(tbody, "Loading the ledger…");
+      try {
+        const data = await MG.api("GET", "/api/billing" + MG.query({ page, page_size: 50 }));
+        const stat = MG.$(main, "[data-stat=balance]");
+        stat.removeAttribute("aria-busy");
+        stat.textContent = MG.usd(data.balance_micros);
+        const ledger = data.ledger || { items: [] };
+        MG.fillRows(tbody, ledger.items, (e) => h("tr", {},
+          h("td", {}, MG.time(e.created_at)),
+          h("td", {}, KIND_LABELS[e.kind] || e.kind),
+          h("td", { class: "wrap" }, e.note || e.description || (e.request_id ? `Request ${e.request_id}` : "—")),
+          h("td", { class: "num amount " + (e.amount_micros < 0 ? "neg" : "pos") }, (e.amount_micros > 0 ? "+" : "") + MG.usd(e.amount_micros))),
+        "No credits or charges yet.");
+        pager.update(ledger);
+      } catch (err) {
+        MG.fillRows(tbody, [], null, "Could not load the ledger.");
+        MG.showError(errorBox, err);
+      }
+    }
+    await load(1);
+  };
+
+  /* ---------- profile ---------- */
+
+  function showProfile(main, me) {
+    const form = MG.$(main, "#profile-form");
+    form.elements.username.value = me.username || "";
+    form.elements.email.value = me.email || "";
+    const pending = MG.$(main, "[data-pending-email]");
+    pending.hidden = !me.pending_email;
+    if (me.pending_email) {
+      pending.replaceChildren(h("strong", {}, "Email change pending. "),
+        `We sent a confirmation link to ${me.pending_email}. Until you open it, your account keeps using ${me.email}.`);
+    }
+    MG.$(main, "[data-created]").textContent = MG.date(me.created_at);
+  }
+
+  MG.pages.profile = async function (main, me) {
+    showProfile(main, me);
+    const form = MG.$(main, "#profile-form");
+    MG.onSubmit(form, async (v) => {
+      const changes = {};
+      if (v.username !== me.username) changes.username = v.username;
+      if (v.email.toLowerCase() !== (me.email || "").toLowerCase() && v.email !== me.pending_email) changes.email = v.email;
+      if (!Object.keys(changes).length) { MG.toast("Nothing to save: no field changed."); return; }
+      await MG.api("PATCH", "/api/me", changes);
+      me = await MG.loadMe();
+      showProfile(main, me);
+      MG.$$(document, "[data-me-name]").forEach((el) => { el.textContent = "Signed in as " + me.username; });
+      MG.toast(changes.email ? `Check ${changes.email} for a confirmation link.` : "Saved.");
+    });
+    const pw = MG.$(main, "#password-form");
+    pw.elements.username.value = me.username || "";
+    MG.onSubmit(pw, async () => {
+      const next = pw.elements.new_password.value;
+      if (next !== pw.elements.new_password_repeat.value) throw { message: "The two new passwords differ.", param: "new_password_repeat" };
+      const data = await MG.api("POST", "/api/me/password", { current_password: pw.elements.current_password.value, new_password: next });
+      pw.reset();
+      if (data && data.csrf_token) MG.setCsrf(data.csrf_token);
+      MG.toast("Password changed. Every other session was signed out.");
+      try {
+        await MG.api("GET", "/api/me");
+      } catch (err) {
+        if (err.status === 401) location.assign("/login?reason=password_changed");
+      }
+    });
+  };
+
+  /* ---------- support ---------- */
+
+  const TICKET_STATUS = { open: ["open", "warn"], answered: ["answered", "ok"], closed: ["closed", ""] };
+  MG.ticketBadge = (s) => MG.badge(...(TICKET_STATUS[s] || [s, ""]));
+
+  async function loadTickets(main) {
+    const data = await MG.api("GET", "/api/tickets");
+    const items = Array.isArray(data) ? data : data.items || [];
+    MG.fillRows(MG.$(main, "[data-tickets]"), items, (t) => h("tr", {},
+      h("td", {}, `#${t.id}`),
+      h("td", { class: "wrap" }, h("a", { href: `/support/${t.id}` }, t.subject)),
+      h("td", {}, MG.ticketBadge(t.status)),
+      h("td", {}, MG.time(t.updated_at || t.created_at))), "No tickets yet.");
+  }
+
+  MG.pages.support = async function (main) {
+    const form = MG.$(main, "#ticket-form");
+    MG.onSubmit(form, async (v) => {
+      const created = await MG.api("POST", "/api/tickets", { subject: v.subject, body: v.body });
+      form.reset();
+      MG.toast(`Ticket #${created.id || (created.ticket && created.ticket.id)} sent. We reply here and by email.`);
+      await loadTickets(main);
+    });
+    try {
+      await loadTickets(main);
+    } catch (err) {
+      MG.fillRows(MG.$(main, "[data-tickets]"), [], null, "Could not load your tickets.");
+      MG.showError(MG.$(main, "[data-list-error]"), err);
+    }
+  };
+
+  // The thread of one ticket; shared by the customer and admin ticket pages.
+  MG.renderThread = function (main, data) {
+    const ticket = data.ticket || data;
+    const messages = data.messages || ticket.messages || [];
+    MG.$(main, "[data-ticket-subject]").textContent = `#${ticket.id} · ${ticket.subject}`;
+    document.title = `Ticket #${ticket.id} · model-go`;
+    const meta = MG.$(main, "[data-ticket-meta]");
+    meta.replaceChildren(MG.ticketBadge(ticket.status), ` opened ${MG.datetime(ticket.created_at)}`,
+      ticket.username ? ` by ${ticket.username}` : "");
+    const thread = MG.$(main, "[data-thread]");
+    thread.removeAttribute("aria-busy");
+    thread.replaceChildren(...messages.map((m) => h("li", { class: m.from_staff ? "staff" : "" },
+      h("div", { class: "who" }, m.from_staff ? "Support" : m.author || ticket.username || "You", " · ", MG.time(m.created_at)),
+      h("div", { class: "text" }, m.body))));
+  };
+
+  MG.pages.ticket = async function (main) {
+    const id = main.dataset.ticketId;
+    const load = async () => MG.renderThread(main, await MG.api("GET", `/api/tickets/${id}`));
+    const form = MG.$(main, "#reply-form");
+    MG.onSubmit(form, async (v) => {
+      await MG.api("POST", `/api/tickets/${id}/messages`, { body: v.body });
+      form.reset();
+      await load();
+    });
+    try {
+      await load();
+    } catch (err) {
+      MG.$(main, "[data-thread]").removeAttribute("aria-busy");
+      MG.showError(MG.$(main, "[data-list-error]"), err);
+      form.hidden = true;
+    }
+  };
+})();

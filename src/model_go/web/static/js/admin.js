@@ -1,0 +1,288 @@
+/* admin.js: administrator pages: users, channels, prices, usage, tickets and policy versions. */
+(function () {
+  "use strict";
+  const MG = window.MG;
+  const h = MG.h;
+  const list = (data, key) => (Array.isArray(data) ? data : (data && (data.items || data[key])) || []);
+  const listError = (main) => MG.$(main, "[data-list-error], [data-form-error]");
+
+  // Run an action from a table button with a busy state; errors go to the page's error box.
+  async function act(main, btn, work) {
+    MG.busy(btn, true);
+    try {
+      await work();
+    } catch (err) {
+      MG.showError(listError(main), err);
+    } finally {
+      if (btn.isConnected) MG.busy(btn, false);
+    }
+  }
+
+  /* ---------- users ---------- */
+
+  MG.pages["admin-users"] = async function (main) {
+    const search = MG.$(main, "#user-search");
+    const tbody = MG.$(main, "[data-users]");
+    const dialog = MG.$(main, "#credit-dialog");
+    const creditForm = MG.$(main, "#credit-form");
+    const byId = {};
+    let creditUser = null;
+    MG.fillFilters(search);
+
+    async function load() {
+      const q = search.elements.q.value.trim();
+      history.replaceState(null, "", "/admin/users" + MG.query({ q }));
+      MG.loadingRow(tbody);
+      const users = list(await MG.api("GET", "/api/admin/users" + MG.query({ q })), "users");
+      MG.fillRows(tbody, users, (u) => {
+        byId[u.id] = u;
+        const status = u.deleted_at ? MG.badge("deleted") : u.disabled ? MG.badge("disabled", "bad") : MG.badge("active", "ok");
+        const toggle = u.disabled ? "enable" : "disable";
+        return h("tr", {},
+          h("td", {}, u.id),
+          h("td", { class: "wrap" }, h("strong", {}, u.username || "—"), h("br"), h("small", { class: "muted" }, u.email || "")),
+          h("td", {}, MG.isAdmin(u) ? MG.badge("admin", "warn") : "customer"),
+          h("td", {}, status),
+          h("td", { class: "num" }, MG.usd(u.balance_micros)),
+          h("td", {}, MG.date(u.created_at)),
+          h("td", {}, u.deleted_at ? null : h("div", { class: "actions" },
+            h("button", { type: "button", class: "secondary outline", "data-action": toggle, "data-id": u.id }, toggle === "enable" ? "Enable" : "Disable"),
+            h("button", { type: "button", "data-action": "credit", "data-id": u.id }, "Credit"))));
+      }, search.elements.q.value ? "No user matches." : "No users yet.");
+    }
+
+    search.addEventListener("submit", (event) => {
+      event.preventDefault();
+      load().catch((err) => MG.showError(listError(main), err));
+    });
+    tbody.addEventListener("click", (event) => {
+      const btn = event.target.closest("button[data-action]");
+      if (!btn) return;
+      const user = byId[btn.dataset.id];
+      if (btn.dataset.action === "credit") {
+        creditUser = user;
+        MG.$(dialog, "[data-credit-user]").textContent = user.username || user.email;
+        creditForm.reset();
+        MG.clearFormError(creditForm);
+        dialog.showModal();
+        return;
+      }
+      const verb = btn.dataset.action;
+      if (verb === "disable" && !window.confirm(`Disable ${user.username}? Their keys and sessions stop working at once.`)) return;
+      act(main, btn, async () => {
+        await MG.api("POST", `/api/admin/users/${user.id}/${verb}`);
+        MG.toast(`${user.username} ${verb}d.`);
+        await load();
+      });
+    });
+    MG.$(dialog, "[data-action=close-dialog]").addEventListener("click", () => dialog.close());
+    MG.onSubmit(creditForm, async (v) => {
+      await MG.api("POST", `/api/admin/users/${creditUser.id}/credit`, { amount_usd: v.amount_usd, note: v.note || null });
+      dialog.close();
+      MG.toast(`Added $${v.amount_usd} to ${creditUser.username}.`);
+      await load();
+    });
+    await load();
+  };
+
+  /* ---------- channels ---------- */
+
+  MG.pages["admin-channels"] = async function (main) {
+    const tbody = MG.$(main, "[data-channels]");
+    const form = MG.$(main, "#channel-form");
+    const cancel = MG.$(main, "[data-action=cancel-edit]");
+    const byId = {};
+
+    function editMode(channel) {
+      form.reset();
+      MG.clearFormError(form);
+      form.elements.id.value = channel ? channel.id : "";
+      MG.$(main, "[data-channel-form-title]").textContent = channel ? `Edit channel “${channel.name}”` : "Add a channel";
+      MG.$(main, "[data-channel-submit]").textContent = channel ? "Save channel" : "Add channel";
+      MG.$(main, "[data-key-hint]").textContent = channel ? "(leave empty to keep the stored key)" : "(stored encrypted)";
+      cancel.hidden = !channel;
+      if (!channel) return;
+      for (const name of ["name", "provider", "base_url", "priority", "weight"]) form.elements[name].value = channel[name] ?? "";
+      form.elements.models.value = (channel.models || []).join(", ");
+      form.elements.enabled.checked = channel.enabled !== false;
+      form.scrollIntoView({ block: "start" });
+      form.elements.name.focus();
+    }
+
+    async function load() {
+      const channels = list(await MG.api("GET", "/api/admin/channels"), "channels");
+      MG.fillRows(tbody, channels, (c) => {
+        byId[c.id] = c;
+        const health = c.health || {};
+        const status = !c.enabled ? MG.badge("disabled", "bad") : health.healthy === false ? MG.badge("unhealthy", "bad") : MG.badge("enabled", "ok");
+        return h("tr", {},
+          h("td", {}, c.id),
+          h("td", {}, c.name, c.disabled_reason ? h("br") : null, c.disabled_reason ? h("small", { class: "muted" }, c.disabled_reason) : null),
+          h("td", {}, c.provider),
+          h("td", { class: "wrap" }, (c.models || []).join(", ")),
+          h("td", { class: "num" }, c.priority),
+          h("td", { class: "num" }, c.weight),
+          h("td", {}, status),
+          h("td", {}, h("div", { class: "actions" },
+            h("button", { type: "button", class: "secondary outline", "data-action": "toggle", "data-id": c.id }, c.enabled ? "Disable" : "Enable"),
+            h("button", { type: "button", "data-action": "edit", "data-id": c.id }, "Edit"))));
+      }, "No channels yet. Add one below to start serving requests.");
+    }
+
+    tbody.addEventListener("click", (event) => {
+      const btn = event.target.closest("button[data-action]");
+      if (!btn) return;
+      const channel = byId[btn.dataset.id];
+      if (btn.dataset.action === "edit") return editMode(channel);
+      act(main, btn, async () => {
+        await MG.api("PATCH", `/api/admin/channels/${channel.id}`, { enabled: !channel.enabled });
+        MG.toast(`Channel ${channel.name} ${channel.enabled ? "disabled" : "enabled"}.`);
+        await load();
+      });
+    });
+    cancel.addEventListener("click", () => editMode(null));
+    MG.onSubmit(form, async (v) => {
+      const body = {
+        name: v.name,
+        provider: v.provider,
+        base_url: v.base_url,
+        models: v.models.split(",").map((s) => s.trim()).filter(Boolean),
+        priority: Number(v.priority || 0),
+        weight: Number(v.weight || 1),
+        enabled: v.enabled,
+      };
+      if (v.api_key) body.api_key = form.elements.api_key.value;
+      if (v.id) await MG.api("PATCH", `/api/admin/channels/${v.id}`, body);
+      else await MG.api("POST", "/api/admin/channels", body);
+      MG.toast(v.id ? `Channel ${v.name} saved.` : `Channel ${v.name} added.`);
+      editMode(null);
+      await load();
+    });
+    await load();
+  };
+
+  /* ---------- prices ---------- */
+
+  const perMillion = (micros) => (micros === undefined || micros === null ? "—" : MG.usd(micros));
+
+  MG.pages["admin-prices"] = async function (main) {
+    const tbody = MG.$(main, "[data-prices]");
+    const form = MG.$(main, "#price-form");
+    const byModel = {};
+    async function load() {
+      const prices = list(await MG.api("GET", "/api/admin/prices"), "prices");
+      MG.fillRows(tbody, prices, (p) => {
+        byModel[p.model] = p;
+        return h("tr", {},
+          h("td", {}, p.model),
+          h("td", { class: "num" }, perMillion(p.input_per_1m ?? p.input_micros)),
+          h("td", { class: "num" }, perMillion(p.cached_input_per_1m ?? p.cached_input_micros)),
+          h("td", { class: "num" }, perMillion(p.output_per_1m ?? p.output_micros)),
+          h("td", {}, MG.date(p.updated_at)),
+          h("td", {}, h("div", { class: "actions" }, h("button", { type: "button", class: "secondary outline", "data-action": "edit", "data-model": p.model }, "Edit"))));
+      }, "No prices set. A model without a price cannot be used.");
+    }
+    const usd = (micros) => (micros === undefined || micros === null ? "" : String(micros / 1e6));
+    tbody.addEventListener("click", (event) => {
+      const btn = event.target.closest("button[data-action=edit]");
+      if (!btn) return;
+      const p = byModel[btn.dataset.model];
+      form.elements.model.value = p.model;
+      form.elements.input.value = p.input ?? usd(p.input_per_1m);
+      form.elements.cached_input.value = p.cached_input ?? usd(p.cached_input_per_1m);
+      form.elements.output.value = p.output ?? usd(p.output_per_1m);
+      form.elements.input.focus();
+    });
+    MG.onSubmit(form, async (v) => {
+      await MG.api("PUT", `/api/admin/prices/${encodeURIComponent(v.model)}`, { input: v.input, output: v.output, cached_input: v.cached_input });
+      MG.toast(`Price for ${v.model} saved.`);
+      form.reset();
+      await load();
+    });
+    await load();
+  };
+
+  /* ---------- usage across users ---------- */
+
+  MG.pages["admin-usage"] = async function (main) {
+    const form = MG.$(main, "#usage-filters");
+    const tbody = MG.$(main, "[data-rows]");
+    const errorBox = MG.$(main, "[data-form-error]");
+    MG.fillFilters(form);
+    const pager = MG.pager(main, (page) => load(page));
+    async function load(page) {
+      errorBox.hidden = true;
+      const filters = MG.filterParams(form);
+      history.replaceState(null, "", "/admin/usage" + MG.query(filters));
+      MG.loadingRow(tbody, "Loading usage…");
+      try {
+        const data = await MG.api("GET", "/api/admin/usage" + MG.query({ ...filters, page, page_size: 50 }));
+        MG.fillRows(tbody, data.items, (r) => h("tr", {},
+          h("td", {}, MG.time(r.created_at)),
+          h("td", {}, r.username || `#${r.user_id}`),
+          h("td", {}, r.model),
+          h("td", {}, r.channel_name || (r.channel_id ? `#${r.channel_id}` : "—")),
+          h("td", { class: "num" }, `${MG.int(r.prompt_tokens)} / ${MG.int(r.completion_tokens)}`),
+          h("td", { class: "num" }, MG.usd(r.cost_micros)),
+          h("td", {}, MG.statusBadge(r.status_code)),
+          h("td", { class: "num" }, `${MG.int(r.latency_ms)} ms`)), "No requests match.");
+        pager.update(data);
+      } catch (err) {
+        MG.fillRows(tbody, [], null, "Could not load usage.");
+        MG.showError(errorBox, err);
+      }
+    }
+    form.addEventListener("submit", (event) => { event.preventDefault(); load(1); });
+    await load(1);
+  };
+
+  /* ---------- tickets ---------- */
+
+  MG.pages["admin-tickets"] = async function (main) {
+    const tickets = list(await MG.api("GET", "/api/admin/tickets"), "tickets");
+    const order = { open: 0, answered: 1, closed: 2 };
+    tickets.sort((a, b) => (order[a.status] ?? 3) - (order[b.status] ?? 3));
+    MG.fillRows(MG.$(main, "[data-tickets]"), tickets, (t) => h("tr", {},
+      h("td", {}, `#${t.id}`),
+      h("td", { class: "wrap" }, h("a", { href: `/admin/tickets/${t.id}` }, t.subject)),
+      h("td", {}, t.username || (t.user_id ? `#${t.user_id}` : "—")),
+      h("td", {}, MG.ticketBadge(t.status)),
+      h("td", {}, MG.time(t.updated_at || t.created_at))), "No tickets. All quiet.");
+  };
+
+  MG.pages["admin-ticket"] = async function (main) {
+    const id = main.dataset.ticketId;
+    const load = async () => MG.renderThread(main, await MG.api("GET", `/api/admin/tickets/${id}`));
+    const form = MG.$(main, "#reply-form");
+    MG.onSubmit(form, async (v) => {
+      await MG.api("POST", `/api/admin/tickets/${id}/messages`, { body: v.body });
+      form.reset();
+      MG.toast("Reply sent; the customer is emailed.");
+      await load();
+    });
+    await load();
+  };
+
+  /* ---------- policy versions ---------- */
+
+  MG.pages["admin-policies"] = async function (main) {
+    const tbody = MG.$(main, "[data-policies]");
+    const form = MG.$(main, "#policy-form");
+    async function load() {
+      const versions = list(await MG.api("GET", "/api/admin/policies"), "versions");
+      MG.fillRows(tbody, versions, (v) => h("tr", {},
+        h("td", {}, v.version),
+        h("td", {}, v.effective_date),
+        h("td", {}, MG.time(v.published_at)),
+        h("td", {}, v.mailing_completed_at ? MG.badge("all users emailed", "ok") : MG.badge("mailing in progress", "warn"))), "No versions.");
+    }
+    MG.onSubmit(form, async (v) => {
+      if (!window.confirm(`Publish version ${v.version}? Every active user is emailed once and asked to accept it.`)) return;
+      await MG.api("POST", "/api/admin/policies", { version: v.version, effective_date: v.effective_date, text: form.elements.text.value });
+      MG.toast(`Version ${v.version} published.`);
+      form.reset();
+      await load();
+    });
+    await load();
+  };
+})();
