@@ -328,14 +328,38 @@ def channel_add(
     api_key_stdin: Annotated[
         bool, typer.Option("--api-key-stdin", help="Read the upstream key from stdin.")
     ] = False,
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--config",
+            help="KEY=VALUE channel option, VALUE read as JSON if it parses (repeatable), e.g. "
+            'api_version=2024-10-21, deployments=\'{"gpt-4o": "prod-4o"}\', default_max_tokens=8192.',
+        ),
+    ] = None,
 ) -> None:
-    """Add an upstream channel. Its key is encrypted at rest."""
+    """Add an upstream channel. Its key is encrypted at rest. For a vendor preset (deepseek, groq,
+    ollama, ...) --base-url defaults to the vendor's URL."""
+    from model_go.providers.presets import PRESETS
+
     if provider not in REGISTRY:
         raise fail(f"unknown provider {provider!r}; known: {', '.join(sorted(REGISTRY))}")
+    preset = PRESETS.get(provider)
+    base_url = base_url or (preset.base_url if preset else "")
     if not REGISTRY[provider].local:
         parsed = urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise fail("--base-url must be an http(s) URL, e.g. https://api.openai.com/v1")
+    if preset and preset.needs_key and not api_key_stdin:
+        raise fail(f"provider {provider} needs an API key: pass it on stdin with --api-key-stdin")
+    options: dict[str, Any] = {}
+    for item in config or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise fail(f"--config takes KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            options[key.strip()] = value
     api_key = sys.stdin.readline().strip() if api_key_stdin else None
     if api_key_stdin and not api_key:
         raise fail("--api-key-stdin given but stdin was empty")
@@ -354,6 +378,7 @@ def channel_add(
             priority=priority,
             weight=weight,
             api_key=api_key,
+            config=options,
         )
         priced = {row.model for row in await repo.list_prices(conn)}
         return channel_id, [m for m in model_list if m not in priced]

@@ -25,8 +25,7 @@ def deployment(channel: Channel, call: Call) -> str:
 def deployment_url(channel: Channel, call: Call, path: str) -> str:
     base = channel.base_url.rstrip("/")
     base = base.removesuffix("/openai")  # accept the endpoint with or without the /openai suffix
-    version = channel.config.get("api_version")
-    version = version if isinstance(version, str) and version else DEFAULT_API_VERSION
+    version = str(channel.config.get("api_version") or DEFAULT_API_VERSION)
     name = quote(deployment(channel, call), safe="")
     return f"{base}/openai/deployments/{name}{path}?api-version={quote(version, safe='')}"
 
