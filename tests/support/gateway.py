@@ -127,6 +127,12 @@ class Gateway:
         self.proc = None
         return code
 
+    def stop_gracefully(self) -> None:
+        """SIGTERM, then check the server finished its shutdown (uvicorn re-raises the signal)."""
+        code = self.stop(signal.SIGTERM)
+        assert code in (0, -signal.SIGTERM), f"server exited with {code}"
+        assert "Application shutdown complete" in self.output()
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -147,8 +147,8 @@ class MockUpstream:
         wants_usage = (body.get("stream_options") or {}).get("include_usage")
         if wants_usage and model != "mock-nousage":
             await event({**chunk, "choices": [], "usage": usage})
-        await resp.write(b"data: [DONE]\n\n")
-        with contextlib.suppress(ConnectionResetError):
+        with contextlib.suppress(ConnectionError):
+            await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
         return resp
 
