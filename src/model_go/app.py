@@ -81,6 +81,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_dashboard(app)
     # --- end web dashboard ---
 
+    # -- management API under /api (issue 4): routers and their error handling -----------------
+    from model_go import api
+
+    api.install(app)
+    # -- end of the /api block ----------------------------------------------------------------
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}

@@ -43,6 +43,8 @@ app.add_typer(key_app, name="key")
 app.add_typer(channel_app, name="channel")
 app.add_typer(price_app, name="price")
 app.add_typer(usage_app, name="usage")
+retention_app = typer.Typer(help="Purge usage logs past the retention limit.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
 
 out = Console()
 err = Console(stderr=True)
@@ -564,6 +566,33 @@ def usage_list(
     out.print(table)
     if any(row.usage_estimated for row in rows):
         out.print("* estimated: the upstream reported no usage for that request", highlight=False)
+
+
+# -- retention ----------------------------------------------------------------------------------
+
+
+@retention_app.command("run")
+def retention_run() -> None:
+    """Delete usage rows older than MODELGO_USAGE_RETENTION_DAYS (max 90) and purge them physically."""
+    from model_go.usage import retention
+
+    settings = Settings()
+
+    async def main() -> retention.PurgeResult:
+        engine = make_engine(settings.resolved_database_url(), pool=False)
+        try:
+            await migrate(engine)
+            return await retention.run(engine, settings.usage_retention_days)
+        finally:
+            await engine.dispose()
+
+    result = asyncio.run(main())
+    out.print(
+        f"removed {result.usage_rows} usage rows older than {settings.usage_retention_days} days",
+        highlight=False,
+    )
+    if not result.purged_physically:
+        err.print("[yellow]note:[/yellow] the WAL checkpoint stayed busy; run it again", highlight=False)
 
 
 def main() -> None:

@@ -40,6 +40,25 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     access_log: bool = True
     demo: bool = True
+    # -- accounts, mail, retention (issue 4) --
+    # plain-http localhost development only: cookie `session` without Secure instead of `__Host-session`
+    insecure_cookies: bool = False
+    public_url: str = "http://127.0.0.1:8080"
+    session_ttl_hours: int = Field(default=168, ge=1, le=24 * 90)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "model-go <no-reply@localhost>"
+    smtp_starttls: bool = True
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    mail_poll_seconds: float = Field(default=5.0, gt=0)
+    # the privacy policy promises at most 90 days: larger values are refused at start
+    usage_retention_days: int = Field(default=90, ge=1, le=90)
+    retention_interval_seconds: float = Field(default=86400.0, gt=0)
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_ip: int = Field(default=30, ge=1)
+    login_throttle_window_seconds: int = Field(default=900, ge=1)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from model_go.accounts import policy as account_policy
+from model_go.accounts.runtime import AccountsRuntime
+from model_go.accounts.runtime import build as build_accounts
 from model_go.billing.ledger import Ledger
+from model_go.mail.sender import OutboxSender
+from model_go.mail.smtp import SmtpMailer
 from model_go.relay import forward
 from model_go.relay.limits import Limiter
 from model_go.relay.snapshot import Snapshot, load
@@ -18,6 +23,7 @@ from model_go.security import KeyRing
 from model_go.settings import Settings
 from model_go.storage import repo
 from model_go.storage.db import make_engine, migrate
+from model_go.usage import retention
 from model_go.usage.writer import UsageWriter
 
 log = logging.getLogger("model_go.state")
@@ -37,6 +43,8 @@ class AppState:
     snapshot: Snapshot = field(default_factory=Snapshot)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     ready: bool = False
+    # accounts, mail and retention (issue 4); built in start()
+    accounts: AccountsRuntime | None = None
 
     async def reload(self) -> None:
         """Rebuild the snapshot and refresh balances, in step with the usage writer."""
@@ -76,12 +84,32 @@ async def start(settings: Settings) -> AppState:
         sync_lock=lock,
     )
     await state.reload()
+    state.accounts = await _start_accounts(state)
     state.tasks = [
         asyncio.create_task(state.watch_config(), name="watch-config"),
         asyncio.create_task(writer.run(settings.usage_flush_seconds), name="usage-writer"),
+        asyncio.create_task(state.accounts.sender.run(settings.mail_poll_seconds), name="mail-sender"),
+        asyncio.create_task(
+            retention.run_daily(engine, settings.usage_retention_days, settings.retention_interval_seconds),
+            name="retention",
+        ),
     ]
     state.ready = True
     return state
+
+
+async def _start_accounts(state: AppState) -> AccountsRuntime:
+    """The first policy version, the mail sender (which also resumes interrupted policy mailings)."""
+    async with state.engine.begin() as conn:
+        await account_policy.ensure_initial(conn)
+    sender = OutboxSender(state.engine, SmtpMailer(state.settings))
+    public_url = state.settings.public_url
+
+    async def resume() -> None:
+        await account_policy.resume_mailings(state.engine, public_url)
+
+    sender.before_pass = resume
+    return await build_accounts(state.settings, state.settings.master_secret(), sender)
 
 
 async def stop(state: AppState) -> None:

@@ -313,3 +313,44 @@ async def ledger_totals(conn: AsyncConnection, user_id: int) -> int:
         select(func.coalesce(func.sum(ledger.c.amount_micros), 0)).where(ledger.c.user_id == user_id)
     )
     return int(value or 0)
+
+
+async def update_channel(
+    conn: AsyncConnection,
+    keyring: KeyRing,
+    channel_id: int,
+    *,
+    base_url: str | None = None,
+    models: Sequence[str] | None = None,
+    model_map: dict[str, str] | None = None,
+    priority: int | None = None,
+    weight: int | None = None,
+    api_key: str | None = None,
+    enabled: bool | None = None,
+) -> bool:
+    """Change the given fields of a channel (None leaves a field as it is). False if it does not exist."""
+    values: dict[str, Any] = {}
+    if base_url is not None:
+        values["base_url"] = base_url
+    if models is not None:
+        values["models"] = orjson.dumps(validate_models(models)).decode()
+    if model_map is not None:
+        values["model_map"] = orjson.dumps(model_map).decode()
+    if priority is not None:
+        values["priority"] = priority
+    if weight is not None:
+        if weight < 1:
+            raise RepoError("weight must be at least 1")
+        values["weight"] = weight
+    if api_key is not None:
+        values["api_key_enc"] = keyring.encrypt(api_key) if api_key else None
+    if enabled is not None:
+        values["enabled"] = enabled
+        values["disabled_reason"] = None if enabled else "disabled by operator"
+    if not values:
+        return bool(await conn.scalar(select(channels.c.id).where(channels.c.id == channel_id)))
+    result = await conn.execute(update(channels).where(channels.c.id == channel_id).values(**values))
+    if not result.rowcount:
+        return False
+    await bump_version(conn)
+    return True

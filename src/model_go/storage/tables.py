@@ -74,6 +74,15 @@ users = Table(
     Column("balance_micros", BigInteger, nullable=False, default=0),
     Column("rpm_limit", Integer, nullable=True),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    # accounts (issue 4). Operator-created users (CLI) count as verified; sign-up sets NULL explicitly.
+    Column("email_verified_at", UTCDateTime, nullable=True, default=utcnow),
+    Column("pending_email", String(254), nullable=True),
+    Column("age_confirmed_at", UTCDateTime, nullable=True),  # the 18+ attestation; no birth date is kept
+    Column("policy_version", String(32), nullable=True),
+    Column("policy_accepted_at", UTCDateTime, nullable=True),
+    Column("marketing_emails", Boolean, nullable=False, default=False),
+    Column("marketing_updated_at", UTCDateTime, nullable=True),
+    Column("deleted_at", UTCDateTime, nullable=True),  # the row is then a de-identified tombstone
 )
 
 api_keys = Table(
@@ -162,3 +171,6 @@ usage_logs = Table(
     Index("ix_usage_logs_user_created", "user_id", "created_at"),
     Index("ix_usage_logs_created", "created_at"),
 )
+
+# tables of the accounts feature live in their own module, on the same metadata (Alembic sees them)
+from model_go.storage import account_tables as _account_tables  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Accounts: sign-up, sessions, email verification, consent, policy versions and data rights."""

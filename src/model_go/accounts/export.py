@@ -1,0 +1,122 @@
+"""Everything we hold about a user, machine-readable (JSON). No secrets, no hashes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from model_go.accounts import policy
+from model_go.accounts import users as user_store
+from model_go.billing.money import micros_to_usd
+from model_go.storage.account_tables import consent_events, ticket_messages, tickets
+from model_go.storage.tables import api_keys, ledger, usage_logs, utcnow
+
+USAGE_EXPORT_FIELDS = (
+    "request_id",
+    "created_at",
+    "endpoint",
+    "model",
+    "key_id",
+    "channel_id",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "usage_estimated",
+    "cost_micros",
+    "status_code",
+    "error_code",
+    "attempts",
+    "latency_ms",
+    "ttft_ms",
+    "client_ip",
+    "user_agent",
+)
+
+
+def key_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        "models": orjson.loads(row.models) if row.models else None,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "revoked_at": row.revoked_at,
+    }
+
+
+def ledger_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "amount_micros": row.amount_micros,
+        "amount_usd": micros_to_usd(row.amount_micros),
+        "note": row.note,
+        "request_id": row.request_id,
+        "created_at": row.created_at,
+    }
+
+
+async def _tickets(conn: AsyncConnection, user_id: int) -> list[dict[str, Any]]:
+    out = []
+    for t in await conn.execute(select(tickets).where(tickets.c.user_id == user_id).order_by(tickets.c.id)):
+        messages = await conn.execute(
+            select(ticket_messages).where(ticket_messages.c.ticket_id == t.id).order_by(ticket_messages.c.id)
+        )
+        out.append(
+            {
+                "id": t.id,
+                "subject": t.subject,
+                "status": t.status,
+                "created_at": t.created_at,
+                "messages": [
+                    {"from_staff": m.from_staff, "body": m.body, "created_at": m.created_at} for m in messages
+                ],
+            }
+        )
+    return out
+
+
+async def build(conn: AsyncConnection, user_id: int, retention_days: int) -> dict[str, Any]:
+    row = await user_store.by_id(conn, user_id)
+    assert row is not None
+    profile = user_store.view(row, await policy.current_version(conn))
+    profile.update(
+        age_confirmed_at=row.age_confirmed_at,
+        policy_accepted_at=row.policy_accepted_at,
+        marketing_updated_at=row.marketing_updated_at,
+        email_verified_at=row.email_verified_at,
+    )
+    consents = [
+        {"kind": c.kind, "granted": c.granted, "policy_version": c.policy_version, "at": c.created_at}
+        for c in await conn.execute(
+            select(consent_events).where(consent_events.c.user_id == user_id).order_by(consent_events.c.id)
+        )
+    ]
+    since: datetime = utcnow() - timedelta(days=retention_days)
+    usage = [
+        {name: getattr(u, name) for name in USAGE_EXPORT_FIELDS}
+        for u in await conn.execute(
+            select(usage_logs)
+            .where(usage_logs.c.user_id == user_id, usage_logs.c.created_at >= since)
+            .order_by(usage_logs.c.id)
+        )
+    ]
+    keys = await conn.execute(select(api_keys).where(api_keys.c.user_id == user_id).order_by(api_keys.c.id))
+    entries = await conn.execute(select(ledger).where(ledger.c.user_id == user_id).order_by(ledger.c.id))
+    return {
+        "exported_at": utcnow(),
+        "format": "model-go-export/1",
+        "profile": profile,
+        "consents": consents,
+        "api_keys": [key_view(k) for k in keys],
+        "usage": usage,
+        "usage_retention_days": retention_days,
+        "ledger": [ledger_view(e) for e in entries],
+        "tickets": await _tickets(conn, user_id),
+    }

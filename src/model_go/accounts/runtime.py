@@ -1,0 +1,48 @@
+"""What the accounts feature keeps for a running server: signers, throttle, cookie policy, mail sender."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+from model_go.accounts.crypto import CsrfSigner
+from model_go.accounts.sessions import CookiePolicy
+from model_go.accounts.throttle import LoginThrottle
+from model_go.mail.sender import OutboxSender
+from model_go.passwords import hash_password
+from model_go.settings import Settings
+
+
+@dataclass
+class AccountsRuntime:
+    settings: Settings
+    csrf: CsrfSigner
+    throttle: LoginThrottle
+    cookies: CookiePolicy
+    sender: OutboxSender
+    # verified against when the user is unknown, so both answers cost one argon2 verify
+    dummy_hash: str
+
+    @property
+    def session_ttl(self) -> timedelta:
+        return timedelta(hours=self.settings.session_ttl_hours)
+
+    @property
+    def public_url(self) -> str:
+        return self.settings.public_url
+
+
+async def build(settings: Settings, master: bytes, sender: OutboxSender) -> AccountsRuntime:
+    return AccountsRuntime(
+        settings=settings,
+        csrf=CsrfSigner(master),
+        throttle=LoginThrottle(
+            per_account=settings.login_max_failures_per_account,
+            per_ip=settings.login_max_failures_per_ip,
+            window_seconds=settings.login_throttle_window_seconds,
+        ),
+        cookies=CookiePolicy(insecure=settings.insecure_cookies, max_age=settings.session_ttl_hours * 3600),
+        sender=sender,
+        dummy_hash=await asyncio.to_thread(hash_password, "not-a-password-" + "x" * 16),
+    )

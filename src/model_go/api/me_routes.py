@@ -1,0 +1,195 @@
+"""/api/me: the signed-in user's profile, password, consents, export and deletion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+from sqlalchemy import update
+
+from model_go.accounts import erasure, mailtokens, policy, sessions, signup
+from model_go.accounts import export as exporter
+from model_go.accounts import login as login_service
+from model_go.accounts import users as user_store
+from model_go.accounts.runtime import AccountsRuntime
+from model_go.api.deps import CurrentUser, Principal, RuntimeDep, StateDep
+from model_go.api.schemas import (
+    ConsentIn,
+    MeOut,
+    MessageOut,
+    PasswordChangeIn,
+    PasswordIn,
+    ProfileIn,
+    UserOut,
+)
+from model_go.errors import InvalidRequest
+from model_go.mail import outbox, templates
+from model_go.state import AppState
+from model_go.storage import repo
+from model_go.storage.tables import users, utcnow
+
+router = APIRouter(prefix="/api/me", tags=["me"])
+
+
+class PasswordChangedOut(BaseModel):
+    user: UserOut
+    csrf_token: str | None
+
+
+async def _view(state: AppState, rt: AccountsRuntime, principal: Principal) -> dict[str, Any]:
+    async with state.engine.connect() as conn:
+        row = await user_store.by_id(conn, principal.id)
+        assert row is not None
+        view = user_store.view(row, await policy.current_version(conn))
+    view["csrf_token"] = rt.csrf.token_for(principal.session_id) if principal.session_id else None
+    return view
+
+
+@router.get("", response_model=MeOut)
+async def get_me(principal: CurrentUser, state: StateDep, rt: RuntimeDep) -> dict[str, Any]:
+    """The signed-in user, with the CSRF token for state-changing requests."""
+    return await _view(state, rt, principal)
+
+
+@router.patch("", response_model=MeOut)
+async def patch_me(
+    body: ProfileIn, principal: CurrentUser, state: StateDep, rt: RuntimeDep
+) -> dict[str, Any]:
+    """Correct the username at once; a new email address takes effect once confirmed by mail."""
+    user = principal.user
+    async with state.engine.begin() as conn:
+        if body.username is not None and body.username.strip() != user.username:
+            username = user_store.check_username(body.username.strip())
+            if await user_store.username_taken(conn, username, except_id=user.id):
+                raise InvalidRequest("That username is taken.", param="username", code="username_taken")
+            await conn.execute(update(users).where(users.c.id == user.id).values(username=username))
+            await repo.bump_version(conn)
+        if body.email is not None:
+            await _change_email(conn, rt, user, user_store.normalize_email(body.email))
+    rt.sender.wake()
+    return await _view(state, rt, principal)
+
+
+async def _change_email(conn: Any, rt: AccountsRuntime, user: Any, email: str) -> None:
+    if email == user.email:
+        await conn.execute(update(users).where(users.c.id == user.id).values(pending_email=None))
+        return
+    if await user_store.email_taken(conn, email, except_id=user.id):
+        raise InvalidRequest("Another account uses this email address.", param="email", code="email_taken")
+    await conn.execute(update(users).where(users.c.id == user.id).values(pending_email=email))
+    token = await mailtokens.issue(conn, user.id, "email_change", new_email=email)
+    mail = templates.confirm_new_email(rt.public_url, user.username, token)
+    await outbox.enqueue(
+        conn, to=email, subject=mail.subject, body=mail.body, kind=mail.kind, user_id=user.id
+    )
+    if user.email:
+        notice = templates.email_change_notice(user.username)
+        await outbox.enqueue(
+            conn, to=user.email, subject=notice.subject, body=notice.body, kind=notice.kind, user_id=user.id
+        )
+
+
+async def _require_password(rt: AccountsRuntime, principal: Principal, password: str, param: str) -> None:
+    if not await login_service.check_password(rt, principal.user, password):
+        raise InvalidRequest("The password is not correct.", param=param, code="wrong_password")
+
+
+@router.post("/password", response_model=PasswordChangedOut)
+async def change_password(
+    body: PasswordChangeIn, principal: CurrentUser, response: Response, state: StateDep, rt: RuntimeDep
+) -> dict[str, Any]:
+    """Change the password: every session ends; a session caller gets a new one (and CSRF token)."""
+    await _require_password(rt, principal, body.current_password, "current_password")
+    signup.password_or_400(body.new_password, "new_password")
+    new_hash = await signup.hash_in_thread(body.new_password)
+    session_id = None
+    async with state.engine.begin() as conn:
+        await conn.execute(update(users).where(users.c.id == principal.id).values(password_hash=new_hash))
+        await sessions.end_all(conn, principal.id)
+        if principal.session_id:
+            session_id = await sessions.create(conn, principal.id, rt.session_ttl)
+        if principal.user.email:
+            mail = templates.password_changed(principal.user.username)
+            await outbox.enqueue(
+                conn,
+                to=principal.user.email,
+                subject=mail.subject,
+                body=mail.body,
+                kind=mail.kind,
+                user_id=principal.id,
+            )
+    rt.sender.wake()
+    if session_id:
+        response.headers.append("set-cookie", rt.cookies.set_header(session_id))
+    fresh = Principal(user=principal.user, session_id=session_id, key=principal.key)
+    view = await _view(state, rt, fresh)
+    return {"user": view, "csrf_token": view["csrf_token"]}
+
+
+async def close_account(
+    state: AppState, rt: AccountsRuntime, principal: Principal, password: str
+) -> Response:
+    await _require_password(rt, principal, password, "password")
+    async with state.engine.begin() as conn:
+        await erasure.revoke_access(conn, principal.id)
+    # write every pending usage row first, so none re-creates data after the erase
+    await state.usage.flush()
+    async with state.engine.begin() as conn:
+        await erasure.erase(conn, principal.id)
+    await erasure.physical_purge(state.engine)
+    message = (
+        "Your account is closed: API keys and sessions are revoked and your personal data is erased. "
+        "We keep only de-identified billing records (amounts, token counts, models, times), "
+        "as the law requires."
+    )
+    return Response(
+        orjson.dumps({"message": message}),
+        media_type="application/json",
+        headers={"set-cookie": rt.cookies.clear_header()},
+    )
+
+
+@router.delete("", response_model=MessageOut)
+async def delete_me(body: PasswordIn, principal: CurrentUser, state: StateDep, rt: RuntimeDep) -> Response:
+    """Delete the account (password required): revoke at once, erase personal data, purge."""
+    return await close_account(state, rt, principal, body.password)
+
+
+@router.post("/withdraw-policy-consent", response_model=MessageOut)
+async def withdraw_policy_consent(
+    body: PasswordIn, principal: CurrentUser, state: StateDep, rt: RuntimeDep
+) -> Response:
+    """We cannot serve anyone who withdraws consent to the privacy policy: this closes the account."""
+    return await close_account(state, rt, principal, body.password)
+
+
+@router.post("/consent", response_model=MeOut)
+async def set_consent(
+    body: ConsentIn, principal: CurrentUser, state: StateDep, rt: RuntimeDep
+) -> dict[str, Any]:
+    """Give or withdraw consent to non-essential (marketing) email."""
+    async with state.engine.begin() as conn:
+        await conn.execute(
+            update(users)
+            .where(users.c.id == principal.id)
+            .values(marketing_emails=body.marketing_emails, marketing_updated_at=utcnow())
+        )
+        await policy.record_consent(conn, principal.id, "marketing_emails", body.marketing_emails)
+    return await _view(state, rt, principal)
+
+
+@router.get(
+    "/export", responses={200: {"content": {"application/json": {}}, "description": "The export file"}}
+)
+async def export_me(principal: CurrentUser, state: StateDep) -> Response:
+    """Everything we hold about you as a JSON file: profile, consents, keys, usage, ledger, tickets."""
+    async with state.engine.connect() as conn:
+        data = await exporter.build(conn, principal.id, state.settings.usage_retention_days)
+    filename = f"model-go-export-{principal.id}-{utcnow().date().isoformat()}.json"
+    return Response(
+        orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z),
+        media_type="application/json",
+        headers={"content-disposition": f'attachment; filename="{filename}"', "cache-control": "no-store"},
+    )

@@ -1,0 +1,77 @@
+"""Retention: usage rows older than the limit (at most 90 days) are deleted, and physically purged.
+
+Run daily by the server (a supervised task) and on demand by `model-go retention run`. Also clears
+other data that has served its purpose: finished mail, stale tokens and sessions, and the IP and
+device of usage rows of deleted accounts (a request in flight during deletion can write one late).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from model_go.accounts import mailtokens, sessions
+from model_go.accounts.erasure import physical_purge
+from model_go.mail import outbox
+from model_go.storage.tables import usage_logs, users, utcnow
+
+log = logging.getLogger("model_go.retention")
+BATCH = 5000  # short write transactions: the CLI and the server write the same SQLite file
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    usage_rows: int
+    purged_physically: bool
+
+
+async def purge_usage(engine: AsyncEngine, days: int) -> int:
+    cutoff = utcnow() - timedelta(days=days)
+    removed = 0
+    while True:
+        async with engine.begin() as conn:
+            ids = select(usage_logs.c.id).where(usage_logs.c.created_at < cutoff).limit(BATCH)
+            batch = [row.id for row in await conn.execute(ids)]
+            if not batch:
+                return removed
+            await conn.execute(delete(usage_logs).where(usage_logs.c.id.in_(batch)))
+        removed += len(batch)
+
+
+async def tidy(engine: AsyncEngine, days: int) -> None:
+    async with engine.begin() as conn:
+        deleted = select(users.c.id).where(users.c.deleted_at.is_not(None))
+        await conn.execute(
+            update(usage_logs)
+            .where(usage_logs.c.user_id.in_(deleted))
+            .where(usage_logs.c.client_ip.is_not(None) | usage_logs.c.user_agent.is_not(None))
+            .values(client_ip=None, user_agent=None)
+        )
+        await outbox.purge_finished(conn, timedelta(days=min(days, 30)))
+        await mailtokens.purge_stale(conn)
+        await sessions.purge_expired(conn)
+
+
+async def run(engine: AsyncEngine, days: int) -> PurgeResult:
+    if not 1 <= days <= 90:
+        raise ValueError("usage retention must be between 1 and 90 days")
+    removed = await purge_usage(engine, days)
+    await tidy(engine, days)
+    return PurgeResult(usage_rows=removed, purged_physically=await physical_purge(engine))
+
+
+async def run_daily(engine: AsyncEngine, days: int, interval: float) -> None:
+    """The supervised loop: purge at start, then every `interval` seconds (a day by default)."""
+    while True:
+        try:
+            result = await run(engine, days)
+            if result.usage_rows:
+                log.info("retention: removed %d usage rows older than %d days", result.usage_rows, days)
+        except Exception:
+            log.exception("retention purge failed; retrying at the next interval")
+        await asyncio.sleep(interval)

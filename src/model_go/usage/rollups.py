@@ -1,0 +1,124 @@
+"""Usage queries for the dashboard: filtered pages of rows, and per-day, per-model totals for charts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from model_go.billing.money import micros_to_usd
+from model_go.storage.tables import usage_logs, users, utcnow
+
+ROW_FIELDS = (
+    "id",
+    "request_id",
+    "created_at",
+    "endpoint",
+    "model",
+    "key_id",
+    "channel_id",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "usage_estimated",
+    "cost_micros",
+    "status_code",
+    "error_code",
+    "attempts",
+    "latency_ms",
+    "ttft_ms",
+    "client_ip",
+    "user_agent",
+)
+
+
+@dataclass(frozen=True)
+class UsageFilter:
+    user_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    model: str | None = None
+    key_id: int | None = None
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        if self.user_id is not None:
+            query = query.where(usage_logs.c.user_id == self.user_id)
+        if self.since is not None:
+            query = query.where(usage_logs.c.created_at >= self.since)
+        if self.until is not None:
+            query = query.where(usage_logs.c.created_at < self.until)
+        if self.model:
+            query = query.where(usage_logs.c.model == self.model)
+        if self.key_id is not None:
+            query = query.where(usage_logs.c.key_id == self.key_id)
+        return query
+
+
+def row_view(row: Any, *, with_user: bool = False) -> dict[str, Any]:
+    view = {name: getattr(row, name) for name in ROW_FIELDS}
+    view["cost_usd"] = micros_to_usd(row.cost_micros)
+    if with_user:
+        view["user_id"] = row.user_id
+        view["username"] = row.username
+    return view
+
+
+async def page(
+    conn: AsyncConnection, flt: UsageFilter, *, page: int, page_size: int, with_user: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    """Newest first. Returns (items, total matching)."""
+    query = flt.apply(select(usage_logs, users.c.username).join(users, users.c.id == usage_logs.c.user_id))
+    query = query.order_by(usage_logs.c.created_at.desc(), usage_logs.c.id.desc())
+    rows = await conn.execute(query.offset((page - 1) * page_size).limit(page_size))
+    total = await conn.scalar(flt.apply(select(func.count()).select_from(usage_logs)))
+    return [row_view(r, with_user=with_user) for r in rows], int(total or 0)
+
+
+async def all_rows(conn: AsyncConnection, flt: UsageFilter, limit: int) -> list[dict[str, Any]]:
+    query = flt.apply(select(usage_logs, users.c.username).join(users, users.c.id == usage_logs.c.user_id))
+    rows = await conn.execute(query.order_by(usage_logs.c.created_at, usage_logs.c.id).limit(limit))
+    return [row_view(r) for r in rows]
+
+
+def _day(conn: AsyncConnection) -> Any:
+    """The UTC calendar day of created_at, as a value both backends group by."""
+    if conn.dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", usage_logs.c.created_at), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", usage_logs.c.created_at)  # SQLite keeps naive UTC text
+
+
+async def daily_summary(conn: AsyncConnection, user_id: int, days: int) -> dict[str, Any]:
+    """Requests and spend per UTC day and model over the last `days` days (today included)."""
+    today: date = utcnow().date()
+    labels = [(today - timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
+    start = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), tzinfo=utcnow().tzinfo)
+    day = _day(conn).label("day")
+    query = (
+        select(
+            day,
+            usage_logs.c.model,
+            func.count().label("n"),
+            func.sum(usage_logs.c.cost_micros).label("spend"),
+        )
+        .where(usage_logs.c.user_id == user_id, usage_logs.c.created_at >= start)
+        .group_by(day, usage_logs.c.model)
+    )
+    index = {label: i for i, label in enumerate(labels)}
+    models: dict[str, dict[str, list[int]]] = {}
+    for row in await conn.execute(query):
+        if row.day not in index:
+            continue
+        series = models.setdefault(row.model, {"requests": [0] * days, "spend_micros": [0] * days})
+        series["requests"][index[row.day]] += int(row.n)
+        series["spend_micros"][index[row.day]] += int(row.spend or 0)
+    ordered = sorted(models.items(), key=lambda item: -sum(item[1]["spend_micros"]))
+    return {
+        "days": labels,
+        "models": [{"model": name, **series} for name, series in ordered],
+        "total_spend_micros": sum(sum(s["spend_micros"]) for s in models.values()),
+        "total_requests": sum(sum(s["requests"]) for s in models.values()),
+    }
