@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -134,10 +135,19 @@ async def close_account(
     await _require_password(rt, principal, password, "password")
     async with state.engine.begin() as conn:
         await erasure.revoke_access(conn, principal.id)
+    await state.reload()  # this node refuses the keys from now on, not at the next poll
     # write every pending usage row first, so none re-creates data after the erase
     await state.usage.flush()
     async with state.engine.begin() as conn:
         await erasure.erase(conn, principal.id)
+    # other replicas refuse the keys within one poll interval and write what they still hold within
+    # one flush interval: wait that long, then scrub again (a stream still running after that is
+    # scrubbed by the daily retention task)
+    settings = state.settings
+    await asyncio.sleep(settings.snapshot_poll_seconds + settings.usage_flush_seconds)
+    await state.usage.flush()
+    async with state.engine.begin() as conn:
+        await erasure.scrub_usage(conn, principal.id)
     await erasure.physical_purge(state.engine)
     message = (
         "Your account is closed: API keys and sessions are revoked and your personal data is erased. "
