@@ -319,15 +319,12 @@
     MG.onSubmit(pw, async () => {
       const next = pw.elements.new_password.value;
       if (next !== pw.elements.new_password_repeat.value) throw { message: "The two new passwords differ.", param: "new_password_repeat" };
+      // every session ends; this browser gets a fresh one (new cookie and CSRF token) in the answer
       const data = await MG.api("POST", "/api/me/password", { current_password: pw.elements.current_password.value, new_password: next });
       pw.reset();
-      if (data && data.csrf_token) MG.setCsrf(data.csrf_token);
-      MG.toast("Password changed. Every other session was signed out.");
-      try {
-        await MG.api("GET", "/api/me");
-      } catch (err) {
-        if (err.status === 401) location.assign("/login?reason=password_changed");
-      }
+      pw.elements.username.value = me.username || "";
+      MG.setCsrf(data && data.csrf_token);
+      MG.toast("Password changed. Every other device was signed out.");
     });
   };
 

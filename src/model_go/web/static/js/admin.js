@@ -36,7 +36,7 @@
       const users = list(await MG.api("GET", "/api/admin/users" + MG.query({ q })), "users");
       MG.fillRows(tbody, users, (u) => {
         byId[u.id] = u;
-        const status = u.deleted_at ? MG.badge("deleted") : u.disabled ? MG.badge("disabled", "bad") : MG.badge("active", "ok");
+        const status = u.deleted ? MG.badge("deleted") : u.disabled ? MG.badge("disabled", "bad") : MG.badge("active", "ok");
         const toggle = u.disabled ? "enable" : "disable";
         return h("tr", {},
           h("td", {}, u.id),
@@ -45,7 +45,7 @@
           h("td", {}, status),
           h("td", { class: "num" }, MG.usd(u.balance_micros)),
           h("td", {}, MG.date(u.created_at)),
-          h("td", {}, u.deleted_at ? null : h("div", { class: "actions" },
+          h("td", {}, u.deleted ? null : h("div", { class: "actions" },
             h("button", { type: "button", class: "secondary outline", "data-action": toggle, "data-id": u.id }, toggle === "enable" ? "Enable" : "Disable"),
             h("button", { type: "button", "data-action": "credit", "data-id": u.id }, "Credit"))));
       }, search.elements.q.value ? "No user matches." : "No users yet.");
@@ -97,28 +97,30 @@
       form.reset();
       MG.clearFormError(form);
       form.elements.id.value = channel ? channel.id : "";
+      form.elements.name.readOnly = !!channel;
+      form.elements.provider.readOnly = !!channel;
       MG.$(main, "[data-channel-form-title]").textContent = channel ? `Edit channel “${channel.name}”` : "Add a channel";
       MG.$(main, "[data-channel-submit]").textContent = channel ? "Save channel" : "Add channel";
       MG.$(main, "[data-key-hint]").textContent = channel ? "(leave empty to keep the stored key)" : "(stored encrypted)";
       cancel.hidden = !channel;
       if (!channel) return;
       for (const name of ["name", "provider", "base_url", "priority", "weight"]) form.elements[name].value = channel[name] ?? "";
+      // a channel's name and provider are fixed once created
       form.elements.models.value = (channel.models || []).join(", ");
       form.elements.enabled.checked = channel.enabled !== false;
       form.scrollIntoView({ block: "start" });
-      form.elements.name.focus();
+      form.elements.base_url.focus();
     }
 
     async function load() {
       const channels = list(await MG.api("GET", "/api/admin/channels"), "channels");
       MG.fillRows(tbody, channels, (c) => {
         byId[c.id] = c;
-        const health = c.health || {};
-        const status = !c.enabled ? MG.badge("disabled", "bad") : health.healthy === false ? MG.badge("unhealthy", "bad") : MG.badge("enabled", "ok");
+        const status = c.enabled ? MG.badge("enabled", "ok") : MG.badge("disabled", "bad");
         return h("tr", {},
           h("td", {}, c.id),
           h("td", {}, c.name, c.disabled_reason ? h("br") : null, c.disabled_reason ? h("small", { class: "muted" }, c.disabled_reason) : null),
-          h("td", {}, c.provider),
+          h("td", {}, c.provider, h("br"), h("small", { class: "muted" }, c.has_api_key ? "key stored" : "no key")),
           h("td", { class: "wrap" }, (c.models || []).join(", ")),
           h("td", { class: "num" }, c.priority),
           h("td", { class: "num" }, c.weight),
@@ -143,17 +145,18 @@
     cancel.addEventListener("click", () => editMode(null));
     MG.onSubmit(form, async (v) => {
       const body = {
-        name: v.name,
-        provider: v.provider,
         base_url: v.base_url,
         models: v.models.split(",").map((s) => s.trim()).filter(Boolean),
         priority: Number(v.priority || 0),
         weight: Number(v.weight || 1),
-        enabled: v.enabled,
       };
       if (v.api_key) body.api_key = form.elements.api_key.value;
-      if (v.id) await MG.api("PATCH", `/api/admin/channels/${v.id}`, body);
-      else await MG.api("POST", "/api/admin/channels", body);
+      if (v.id) {
+        await MG.api("PATCH", `/api/admin/channels/${v.id}`, { ...body, enabled: v.enabled });
+      } else {
+        const created = await MG.api("POST", "/api/admin/channels", { ...body, name: v.name, provider: v.provider });
+        if (!v.enabled) await MG.api("PATCH", `/api/admin/channels/${created.id}`, { enabled: false });
+      }
       MG.toast(v.id ? `Channel ${v.name} saved.` : `Channel ${v.name} added.`);
       editMode(null);
       await load();
@@ -163,7 +166,7 @@
 
   /* ---------- prices ---------- */
 
-  const perMillion = (micros) => (micros === undefined || micros === null ? "—" : MG.usd(micros));
+  const perMillion = (usd) => (usd === undefined || usd === null ? "—" : `$${usd}`);
 
   MG.pages["admin-prices"] = async function (main) {
     const tbody = MG.$(main, "[data-prices]");
@@ -175,26 +178,25 @@
         byModel[p.model] = p;
         return h("tr", {},
           h("td", {}, p.model),
-          h("td", { class: "num" }, perMillion(p.input_per_1m ?? p.input_micros)),
-          h("td", { class: "num" }, perMillion(p.cached_input_per_1m ?? p.cached_input_micros)),
-          h("td", { class: "num" }, perMillion(p.output_per_1m ?? p.output_micros)),
+          h("td", { class: "num" }, perMillion(p.input)),
+          h("td", { class: "num" }, perMillion(p.cached_input)),
+          h("td", { class: "num" }, perMillion(p.output)),
           h("td", {}, MG.date(p.updated_at)),
           h("td", {}, h("div", { class: "actions" }, h("button", { type: "button", class: "secondary outline", "data-action": "edit", "data-model": p.model }, "Edit"))));
-      }, "No prices set. A model without a price cannot be used.");
+      }, "No prices set yet.");
     }
-    const usd = (micros) => (micros === undefined || micros === null ? "" : String(micros / 1e6));
     tbody.addEventListener("click", (event) => {
       const btn = event.target.closest("button[data-action=edit]");
       if (!btn) return;
       const p = byModel[btn.dataset.model];
       form.elements.model.value = p.model;
-      form.elements.input.value = p.input ?? usd(p.input_per_1m);
-      form.elements.cached_input.value = p.cached_input ?? usd(p.cached_input_per_1m);
-      form.elements.output.value = p.output ?? usd(p.output_per_1m);
+      form.elements.input.value = p.input;
+      form.elements.cached_input.value = p.cached_input;
+      form.elements.output.value = p.output;
       form.elements.input.focus();
     });
     MG.onSubmit(form, async (v) => {
-      await MG.api("PUT", `/api/admin/prices/${encodeURIComponent(v.model)}`, { input: v.input, output: v.output, cached_input: v.cached_input });
+      await MG.api("PUT", `/api/admin/prices/${encodeURIComponent(v.model)}`, { input: v.input, output: v.output, cached_input: v.cached_input || null });
       MG.toast(`Price for ${v.model} saved.`);
       form.reset();
       await load();
@@ -274,12 +276,12 @@
         h("td", {}, v.version),
         h("td", {}, v.effective_date),
         h("td", {}, MG.time(v.published_at)),
-        h("td", {}, v.mailing_completed_at ? MG.badge("all users emailed", "ok") : MG.badge("mailing in progress", "warn"))), "No versions.");
+        h("td", {}, v.mailing_complete ? MG.badge("complete", "ok") : MG.badge("in progress", "warn"), ` ${MG.int(v.mailed_users)} users emailed`)), "No versions.");
     }
     MG.onSubmit(form, async (v) => {
       if (!window.confirm(`Publish version ${v.version}? Every active user is emailed once and asked to accept it.`)) return;
-      await MG.api("POST", "/api/admin/policies", { version: v.version, effective_date: v.effective_date, text: form.elements.text.value });
-      MG.toast(`Version ${v.version} published.`);
+      const done = await MG.api("POST", "/api/admin/policies", { version: v.version, effective_date: v.effective_date, text: form.elements.text.value });
+      MG.toast(`Version ${done.version} published; ${MG.int(done.mailed_users)} users are being emailed.`);
       form.reset();
       await load();
     });

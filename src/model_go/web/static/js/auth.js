@@ -44,8 +44,7 @@
       const result = await MG.api("POST", "/api/auth/verify", { token });
       pending.hidden = true;
       const ok = MG.$(main, "[data-verify-ok]");
-      const email = result && (result.email || (result.user && result.user.email));
-      ok.textContent = email ? `Thank you: ${email} is verified.` : "Thank you: your email address is verified.";
+      ok.textContent = (result && result.message) || "Your email address is verified.";
       ok.hidden = false;
       MG.$(main, "[data-verify-next]").hidden = false;
     } catch (err) {

@@ -18,6 +18,11 @@
   MG.ApiError = ApiError;
 
   let csrfToken = null;
+  const SESSION_GONE = new Set(["not_authenticated", "session_expired"]);
+  MG.onPublicPage = () => {
+    const main = document.querySelector("main[data-page]");
+    return !main || (main.dataset.access || "public") === "public";
+  };
   MG.setCsrf = (token) => { csrfToken = token || null; };
 
   // Every call goes to this origin; the session cookie rides along, the CSRF token is a header.
@@ -40,7 +45,12 @@
     if (text) {
       try { data = JSON.parse(text); } catch (e) { data = null; }
     }
-    if (!resp.ok) throw new ApiError(resp.status, data && data.error);
+    if (!resp.ok) {
+      const err = new ApiError(resp.status, data && data.error);
+      // a session that ended (logout elsewhere, password change, expiry) sends an app page to log in
+      if (SESSION_GONE.has(err.code) && !MG.onPublicPage()) MG.toLogin();
+      throw err;
+    }
     return data;
   };
 
@@ -219,10 +229,7 @@
       MG.me = data.user || data;
       return MG.me;
     } catch (err) {
-      if (err.status === 401) {
-        MG.toLogin();
-        return null;
-      }
+      if (err.status === 401) return null; // MG.api already sent the browser to the login page
       throw err;
     }
   };

@@ -8,9 +8,7 @@
     const data = await MG.renderPolicy(main);
     if (!data) return;
     const accepted = MG.$(main, "[data-policy-accepted]");
-    accepted.textContent = me.policy_version
-      ? `You accepted version ${me.policy_version}${me.policy_accepted_at ? " on " + MG.date(me.policy_accepted_at) : ""}.`
-      : "";
+    accepted.textContent = me.policy_version_accepted ? `You accepted version ${me.policy_version_accepted}.` : "";
     const versions = data.versions && data.versions.length ? data.versions : [data.current];
     MG.fillRows(MG.$(main, "[data-policy-versions]"), versions, (v) => h("tr", {},
       h("td", {}, v.version),
@@ -18,8 +16,8 @@
       h("td", {}, MG.date(v.published_at)),
       h("td", {},
         v.version === data.current.version ? MG.badge("current", "ok") : MG.badge("superseded"),
-        v.version === me.policy_version ? " " : null,
-        v.version === me.policy_version ? MG.badge("accepted by you", "warn") : null)), "No versions published.");
+        v.version === me.policy_version_accepted ? " " : null,
+        v.version === me.policy_version_accepted ? MG.badge("accepted by you", "warn") : null)), "No versions published.");
   }
 
   function marketing(main, me) {
