@@ -104,6 +104,8 @@ def serve(
     from model_go.app import create_app
     from model_go.bootstrap import ensure_demo
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
     overrides: dict[str, Any] = {}
     if host is not None:
         overrides["host"] = host
