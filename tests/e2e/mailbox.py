@@ -29,7 +29,7 @@ class Mailbox:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd hook)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # the name aiosmtpd calls
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         part = msg.get_body(preferencelist=("plain",)) if msg.is_multipart() else msg
         body = part.get_content() if part is not None else ""

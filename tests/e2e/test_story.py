@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -126,7 +127,7 @@ def check_usage(page: Any) -> None:
     assert page.locator("[data-rows] tr").count() == 3
     with page.expect_download() as info:
         page.get_by_role("button", name="Download CSV").click()
-    table = list(csv.DictReader(io.StringIO(open(info.value.path()).read())))
+    table = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text())))
     assert len(table) == 3 and {r["model"] for r in table} == {"gpt-mock"}
     assert all(int(r["cost_micros"]) > 0 for r in table)
 
@@ -166,7 +167,7 @@ def check_export(page: Any, email: str, secret: str) -> None:
     with page.expect_download() as info:
         page.get_by_role("button", name="Download my data (JSON)").click()
     assert re.fullmatch(r"model-go-export-\d+-\d{4}-\d{2}-\d{2}\.json", info.value.suggested_filename)
-    raw = open(info.value.path()).read()
+    raw = Path(info.value.path()).read_text()
     assert secret not in raw and PASSWORD not in raw
     data = json.loads(raw)
     assert email in raw

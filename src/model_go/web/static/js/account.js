@@ -39,7 +39,16 @@
         },
         scales: {
           x: { stacked: true, grid: { display: false }, ticks: { color: muted, maxRotation: 0, autoSkipPadding: 8 } },
-          y: { stacked: true, beginAtZero: true, ticks: { color: muted, precision: money ? undefined : 0 } },
+          y: {
+            stacked: true,
+            beginAtZero: true,
+            ticks: {
+              color: muted,
+              precision: money ? undefined : 0,
+              // small amounts as "$0.00006", not "6.0E-5"
+              callback: (v) => (money ? "$" + Number(v).toLocaleString("en-US", { maximumSignificantDigits: 3 }) : MG.int(v)),
+            },
+          },
         },
       },
     });

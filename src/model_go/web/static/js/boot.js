@@ -32,6 +32,7 @@
       try {
         await MG.api("POST", "/api/policy/accept", { version: current.version });
         MG.me.policy_update_required = false;
+        MG.me.policy_version_accepted = current.version;
         box.replaceChildren();
         MG.toast("Thank you: you accepted the privacy policy version " + current.version + ".");
         document.dispatchEvent(new CustomEvent("mg:policy-accepted"));

@@ -241,7 +241,7 @@
     location.assign("/login" + MG.query({ next: next === "/" ? "" : next, reason }));
   };
 
-  // Only same-site paths: "/x" but never "//evil" or "https://evil".
+  // Only same-site paths: "/x", never a protocol-relative "//host" or an absolute URL.
   MG.safeNext = function (value) {
     return value && value.startsWith("/") && !value.startsWith("//") && !value.startsWith("/\\") ? value : "/";
   };
