@@ -3,7 +3,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test check lint format typecheck bench clean
+.PHONY: install run test check lint format typecheck bench clean e2e assets
 
 $(STAMP): pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
@@ -34,6 +34,12 @@ format: install
 
 bench: install  ## model-go vs the thin baseline, pinned to core 0 (needs ../shared/bench)
 	bash scripts/bench.sh
+
+e2e: install  ## the dashboard's browser tests only (Debian chromium at /usr/bin/chromium)
+	$(BIN)/pytest tests/e2e
+
+assets:  ## re-fetch the dashboard's front-end assets from npm and check them against SHA256SUMS
+	bash scripts/vendor-assets.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
