@@ -30,6 +30,34 @@ class Endpoint:
         await self.handler(scope, receive, send)
 
 
+class RelayFront:
+    """Pure ASGI front door: a /v1 request whose path and method match a relay endpoint goes straight
+    to it (a dict lookup), skipping the framework's middleware and route scan; everything else, and
+    every mismatch (so 404/405 stay OpenAI-shaped), goes to the FastAPI app."""
+
+    def __init__(self, app: FastAPI, relay: Relay) -> None:
+        self.app = app
+        self.fast: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            ("POST", "/v1/chat/completions"): relay.chat_completions,
+            ("POST", "/v1/embeddings"): relay.embeddings,
+            ("GET", "/v1/models"): relay.models,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = self.fast.get((scope["method"], scope["path"]))
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_server_app(settings: Settings) -> RelayFront:
+    """What `model-go serve` runs: the FastAPI app behind the relay's fast path."""
+    app = create_app(settings)
+    return RelayFront(app, app.state.relay)
+
+
 def _error_response(error: GatewayError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
@@ -55,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     relay = Relay()
+    app.state.relay = relay
     app.router.routes.append(
         Route("/v1/chat/completions", Endpoint(relay.chat_completions), methods=["POST"])
     )

@@ -101,7 +101,7 @@ def serve(
     """Migrate the database and serve the API."""
     import uvicorn
 
-    from model_go.app import create_app
+    from model_go.app import create_server_app
     from model_go.bootstrap import ensure_demo
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -112,6 +112,11 @@ def serve(
     if port is not None:
         overrides["port"] = port
     settings = Settings(**overrides)
+    # documented logging switches: skip the caller, thread and process lookups on every record
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -127,7 +132,7 @@ def serve(
         out.print(demo_key, highlight=False, soft_wrap=True)
     out.print(f"model-go listening on http://{settings.host}:{settings.port}", highlight=False)
     uvicorn.run(
-        create_app(settings),
+        create_server_app(settings),
         host=settings.host,
         port=settings.port,
         access_log=False,  # it would print query strings; the relay logs its own redacted line
@@ -135,6 +140,9 @@ def serve(
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=30,
+        # the client address is the socket peer: uvicorn would otherwise take X-Forwarded-For from
+        # local peers, which lets any local client reset per-IP login throttling and forge usage IPs
+        proxy_headers=False,
     )
 
 

@@ -77,7 +77,10 @@ async def start(settings: Settings) -> AppState:
         settings=settings,
         engine=engine,
         keyring=KeyRing(settings.master_secret()),
-        http=forward.make_session(settings.upstream_connect_timeout),
+        http=forward.make_session(
+            settings.upstream_connect_timeout,
+            max(settings.upstream_first_byte_timeout, settings.upstream_idle_timeout),
+        ),
         ledger=ledger,
         limiter=Limiter(),
         usage=writer,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 import aiohttp
@@ -13,7 +12,9 @@ from model_go.providers.base import UpstreamRequest
 MAX_ERROR_BODY = 64 * 1024
 
 
-def make_session(connect_timeout: float) -> aiohttp.ClientSession:
+def make_session(connect_timeout: float, read_timeout: float) -> aiohttp.ClientSession:
+    """One pooled session for every upstream. `read_timeout` bounds the wait for the first byte and
+    every silence after it; aiohttp's own timers cost less than an asyncio.timeout per request."""
     connector = aiohttp.TCPConnector(
         limit=0,  # no global cap: the limiter and the upstreams decide
         limit_per_host=0,
@@ -21,7 +22,7 @@ def make_session(connect_timeout: float) -> aiohttp.ClientSession:
         keepalive_timeout=30,
         family=socket.AF_UNSPEC,
     )
-    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=None)
+    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
@@ -32,15 +33,12 @@ def make_session(connect_timeout: float) -> aiohttp.ClientSession:
     )
 
 
-async def open_response(
-    session: aiohttp.ClientSession, req: UpstreamRequest, first_byte_timeout: float
-) -> aiohttp.ClientResponse:
+async def open_response(session: aiohttp.ClientSession, req: UpstreamRequest) -> aiohttp.ClientResponse:
     """Send the request and wait for the upstream's status line and headers."""
     try:
-        async with asyncio.timeout(first_byte_timeout):
-            return await session.request(
-                req.method, req.url, data=req.body, headers=req.headers, allow_redirects=False
-            )
+        return await session.request(
+            req.method, req.url, data=req.body, headers=req.headers, allow_redirects=False
+        )
     except TimeoutError:
         raise UpstreamTimeout("The upstream provider did not answer in time.") from None
     except (aiohttp.ClientError, OSError) as exc:
@@ -49,12 +47,10 @@ async def open_response(
         ) from _without_detail(exc)
 
 
-async def read_all(resp: aiohttp.ClientResponse, timeout: float, limit: int | None = None) -> bytes:
+async def read_all(resp: aiohttp.ClientResponse, limit: int | None = None) -> bytes:
+    """The whole body (or its first `limit` bytes); silences longer than the read timeout fail."""
     try:
-        async with asyncio.timeout(timeout):
-            if limit is None:
-                return await resp.read()
-            return await resp.content.read(limit)
+        return await (resp.read() if limit is None else resp.content.read(limit))
     except TimeoutError:
         raise UpstreamTimeout("The upstream provider did not finish its answer in time.") from None
     except (aiohttp.ClientError, OSError) as exc:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, update
@@ -106,7 +106,7 @@ class UsageWriter:
                 if value is not None:
                     new_balances[user_id] = int(value)
             live = set(new_balances) | {r.user_id for r in records if r.user_id not in totals}
-            rows = [asdict(r) for r in records if r.user_id in live]
+            rows = [vars(r) for r in records if r.user_id in live]  # shallow: asdict deep-copies
             if rows:
                 await conn.execute(insert(usage_logs), rows)
             created = {r.request_id: r.created_at for r in records}
