@@ -62,12 +62,17 @@ def start_api_gateway(
         "add",
         "admin",
         "--email",
-        "admin@model-go.test",
+        admin_email(gw),
         "--admin",
         "--password-stdin",
         input=ADMIN_PASSWORD + "\n",
     )
     return gw.start()
+
+
+def admin_email(gw: Gateway) -> str:
+    """Unique per gateway: every gateway of the session mails the same loopback SMTP server."""
+    return f"admin-{gw.port}@model-go.test"
 
 
 def stop_gateway(gw: Gateway) -> None:
@@ -129,6 +134,10 @@ class Api:
         self.http.close()
 
 
+def current_policy(gw: Gateway) -> str:
+    return str(httpx.get(gw.base_url + "/api/policy").json()["current"]["version"])
+
+
 def unique(prefix: str = "u") -> str:
     return prefix + uuid.uuid4().hex[:10]
 
@@ -145,7 +154,7 @@ def register(
             "username": username,
             "password": password,
             "age_confirmed": True,
-            "accept_policy_version": POLICY,
+            "accept_policy_version": current_policy(gw),
         },
     )
     assert resp.status_code == 201, resp.text

@@ -42,8 +42,9 @@ class _Collector:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         body = message.get_body(preferencelist=("plain",))
         text = body.get_content() if body is not None else ""
+        mail = Mail([a.lower() for a in envelope.rcpt_tos], str(message["subject"]), text)
         with self.box.lock:
-            self.box.messages.append(Mail([a.lower() for a in envelope.rcpt_tos], str(message["subject"]), text))
+            self.box.messages.append(mail)
         return "250 OK"
 
 
