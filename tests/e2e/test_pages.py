@@ -83,7 +83,10 @@ def test_pages_send_security_headers(site: Site) -> None:
         assert "set-cookie" not in resp.headers, "a page shell sets no cookie"
     html = httpx.get(site.url + "/keys").text
     assert "<script>" not in html and " style=" not in html and " on" + "click=" not in html
-    assert "cache-control" in httpx.get(site.url + "/static/vendor/htmx.min.js?v=x").headers
+    versioned = httpx.get(site.url + "/static/vendor/chart.umd.min.js?v=x")
+    assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert versioned.headers["content-encoding"] == "gzip"
+    assert httpx.get(site.url + "/static/js/core.js").headers["cache-control"] == "no-cache"
 
 
 def test_signed_out_visitor_is_sent_to_login_and_back(browser: Any, site: Site) -> None:

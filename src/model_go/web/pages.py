@@ -11,6 +11,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
 
 from model_go import __version__
@@ -122,4 +123,6 @@ def page_router() -> APIRouter:
 def mount_dashboard(app: FastAPI) -> None:
     """Mount the page routes and /static on the app (called once from create_app)."""
     app.include_router(page_router())
-    app.mount("/static", StaticHeaders(StaticFiles(directory=STATIC_DIR)), name="static")
+    # gzip: the vendored files shrink ~3x (Chart.js 209 KB -> 71 KB); each is fetched once, then cached
+    static = GZipMiddleware(StaticHeaders(StaticFiles(directory=STATIC_DIR)), minimum_size=1024)
+    app.mount("/static", static, name="static")

@@ -44,7 +44,7 @@
     });
     box.append(
       h("article", { class: "banner alert info", role: "region", "aria-label": "Privacy policy update" },
-        h("p", {}, h("strong", {}, "Our privacy policy has changed. "),
+        h("p", {}, h("strong", {}, me.policy_version_accepted ? "Our privacy policy has changed. " : "Please accept our privacy policy. "),
           `Version ${current.version} takes effect on ${current.effective_date}. Please read it and accept it to keep using your account. `,
           "If you do not agree, you can close your account from the Privacy page."),
         error,
