@@ -11,21 +11,32 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.security import KeyRing
 from model_go.storage import repo
-
 from tests.support.gateway import Gateway, create_pg_database, drop_pg_database, postgres_available
 from tests.support.mock_openai import MockUpstream
 
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
 UPSTREAM_KEY = "sk-upstream-SECRET-123"
-MOCK_MODELS = ("gpt-mock", "mock-slow-stream", "mock-drop", "mock-silent", "mock-nousage", "mock-500",
-               "mock-401", "mock-429", "mock-400", "mock-redirect", "text-embed-mock")
+MOCK_MODELS = (
+    "gpt-mock",
+    "mock-slow-stream",
+    "mock-drop",
+    "mock-silent",
+    "mock-nousage",
+    "mock-500",
+    "mock-401",
+    "mock-429",
+    "mock-400",
+    "mock-redirect",
+    "text-embed-mock",
+)
 
 
 async def _price_all(conn: AsyncConnection, _keyring: KeyRing) -> None:
     """$1 per 1M input tokens, $2 per 1M output, $0.50 per 1M cached input."""
     for model in MOCK_MODELS:
-        await repo.set_price(conn, model, input_per_1m=1_000_000, output_per_1m=2_000_000,
-                             cached_input_per_1m=500_000)
+        await repo.set_price(
+            conn, model, input_per_1m=1_000_000, output_per_1m=2_000_000, cached_input_per_1m=500_000
+        )
 
 
 @pytest.fixture(scope="session")
@@ -65,8 +76,19 @@ def gateway(
         MODELGO_KEEPALIVE_SECONDS="0.3",
         MODELGO_MAX_BODY_BYTES="65536",
     )
-    gw.cli("channel", "add", "mock", "--provider", "openai", "--base-url", upstream.base_url,
-           "--models", ",".join(MOCK_MODELS), "--api-key-stdin", input=UPSTREAM_KEY + "\n")
+    gw.cli(
+        "channel",
+        "add",
+        "mock",
+        "--provider",
+        "openai",
+        "--base-url",
+        upstream.base_url,
+        "--models",
+        ",".join(MOCK_MODELS),
+        "--api-key-stdin",
+        input=UPSTREAM_KEY + "\n",
+    )
     gw.db(_price_all)
     gw.start()
     yield gw

@@ -29,7 +29,11 @@ def test_non_streaming_reply_and_exact_bill(gateway: Gateway) -> None:
     row = rows[0]
     expected = PROMPT_TOKENS * 1 + 3 * 2  # three completion tokens at 2 micro-dollars
     assert (row.status_code, row.prompt_tokens, row.completion_tokens, row.cost_micros) == (
-        200, PROMPT_TOKENS, 3, expected)
+        200,
+        PROMPT_TOKENS,
+        3,
+        expected,
+    )
     assert row.usage_estimated is False
     assert row.user_agent.startswith("OpenAI/Python")
     assert row.client_ip == "127.0.0.1"
@@ -47,8 +51,11 @@ def test_stream_without_include_usage_is_billed_and_usage_chunk_stripped(
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "echo: one two three"
     assert all(c.usage is None for c in chunks), "the usage chunk the client did not ask for leaked"
-    sent = [r.body for r in upstream.requests if isinstance(r.body, dict)
-            and r.body.get("messages", [{}])[-1].get("content") == "one two three"]
+    sent = [
+        r.body
+        for r in upstream.requests
+        if isinstance(r.body, dict) and r.body.get("messages", [{}])[-1].get("content") == "one two three"
+    ]
     assert sent and sent[-1]["stream_options"] == {"include_usage": True}
     row = gateway.wait_for_usage(user_id, 1)[0]
     assert (row.prompt_tokens, row.completion_tokens, row.usage_estimated) == (PROMPT_TOKENS, 4, False)
@@ -59,7 +66,9 @@ def test_stream_without_include_usage_is_billed_and_usage_chunk_stripped(
 def test_stream_with_include_usage_passes_usage_through(gateway: Gateway) -> None:
     _, key, user_id = gateway.new_user("10")
     stream = client(gateway, key).chat.completions.create(
-        model="gpt-mock", messages=[{"role": "user", "content": "hi"}], stream=True,
+        model="gpt-mock",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -70,9 +79,13 @@ def test_stream_with_include_usage_passes_usage_through(gateway: Gateway) -> Non
 
 def test_stream_without_upstream_usage_is_estimated_not_free(gateway: Gateway) -> None:
     _, key, user_id = gateway.new_user("10")
-    chunks = list(client(gateway, key).chat.completions.create(
-        model="mock-nousage", messages=[{"role": "user", "content": "count these words please"}], stream=True
-    ))
+    chunks = list(
+        client(gateway, key).chat.completions.create(
+            model="mock-nousage",
+            messages=[{"role": "user", "content": "count these words please"}],
+            stream=True,
+        )
+    )
     assert chunks
     row = gateway.wait_for_usage(user_id, 1)[0]
     assert row.usage_estimated is True
@@ -98,14 +111,21 @@ def test_models_lists_only_what_the_key_may_use(gateway: Gateway) -> None:
 def test_unknown_fields_pass_through_untouched(gateway: Gateway, upstream: MockUpstream) -> None:
     _, key, _ = gateway.new_user("1")
     client(gateway, key).chat.completions.create(
-        model="gpt-mock", messages=[{"role": "user", "content": "passthrough-check"}],
+        model="gpt-mock",
+        messages=[{"role": "user", "content": "passthrough-check"}],
         extra_body={"top_k": 7, "vendor_flag": {"nested": [1, 2]}},
     )
-    body = next(r.body for r in reversed(upstream.requests)
-                if isinstance(r.body, dict) and r.body["messages"][-1]["content"] == "passthrough-check")
+    body = next(
+        r.body
+        for r in reversed(upstream.requests)
+        if isinstance(r.body, dict) and r.body["messages"][-1]["content"] == "passthrough-check"
+    )
     assert body["top_k"] == 7 and body["vendor_flag"] == {"nested": [1, 2]}
-    headers = next(r.headers for r in reversed(upstream.requests)
-                   if isinstance(r.body, dict) and r.body["messages"][-1]["content"] == "passthrough-check")
+    headers = next(
+        r.headers
+        for r in reversed(upstream.requests)
+        if isinstance(r.body, dict) and r.body["messages"][-1]["content"] == "passthrough-check"
+    )
     assert headers["Authorization"] == "Bearer sk-upstream-SECRET-123"
 
 
@@ -113,8 +133,13 @@ def test_client_disconnect_mid_stream_is_billed_once_for_what_was_sent(gateway: 
     _, key, user_id = gateway.new_user("10")
     body = {"model": "mock-slow-stream", "stream": True, "messages": [{"role": "user", "content": "long"}]}
     received = 0
-    with httpx.stream("POST", gateway.base_url + "/v1/chat/completions", json=body,
-                      headers={"Authorization": f"Bearer {key}"}, timeout=10) as resp:
+    with httpx.stream(
+        "POST",
+        gateway.base_url + "/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    ) as resp:
         assert resp.status_code == 200
         for line in resp.iter_lines():
             if line.startswith("data: {"):
@@ -146,15 +171,23 @@ def test_upstream_drop_mid_stream_ends_with_an_error_event(gateway: Gateway) -> 
     assert received, "the chunks before the drop must reach the client"
     assert "ended the stream before it was complete" in str(info.value) or "broke" in str(info.value)
     row = gateway.wait_for_usage(user_id, 1)[0]
-    assert row.status_code == 502 and row.error_code in ("upstream_stream_truncated", "upstream_stream_broken")
+    assert row.status_code == 502 and row.error_code in (
+        "upstream_stream_truncated",
+        "upstream_stream_broken",
+    )
     assert row.cost_micros > 0  # the chunks that were delivered are billed
 
 
 def test_keepalive_comments_while_upstream_is_silent(gateway: Gateway) -> None:
     _, key, _ = gateway.new_user("10")
     body = {"model": "mock-silent", "stream": True, "messages": [{"role": "user", "content": "x y"}]}
-    with httpx.stream("POST", gateway.base_url + "/v1/chat/completions", json=body,
-                      headers={"Authorization": f"Bearer {key}"}, timeout=10) as resp:
+    with httpx.stream(
+        "POST",
+        gateway.base_url + "/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    ) as resp:
         lines = list(resp.iter_lines())
     assert ": keep-alive" in lines
     assert lines[lines.index(": keep-alive") + 1 :].count("data: [DONE]") == 1

@@ -16,8 +16,12 @@ def wait_status(gw: Gateway, key: str, model: str, status: int, timeout: float =
     """Seconds until a chat request for `model` answers with `status` (the server reloads within 1 s)."""
     start = time.monotonic()
     while True:
-        resp = httpx.post(gw.base_url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                          json={"model": model, "messages": [{"role": "user", "content": "x"}]}, timeout=10)
+        resp = httpx.post(
+            gw.base_url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": model, "messages": [{"role": "user", "content": "x"}]},
+            timeout=10,
+        )
         elapsed = time.monotonic() - start
         if resp.status_code == status:
             return elapsed
@@ -59,9 +63,23 @@ def test_operator_story(gateway: Gateway, upstream_base: str = "") -> None:
 def test_channels_and_prices(gateway: Gateway) -> None:
     gw = gateway
     _, key, _ = gw.new_user("5")
-    add = gw.cli("channel", "add", "second", "--provider", "openai", "--base-url", "http://127.0.0.1:9/v1",
-                 "--models", "brand-new", "--priority", "5", "--weight", "3", "--api-key-stdin",
-                 input="sk-second-upstream\n")
+    add = gw.cli(
+        "channel",
+        "add",
+        "second",
+        "--provider",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--models",
+        "brand-new",
+        "--priority",
+        "5",
+        "--weight",
+        "3",
+        "--api-key-stdin",
+        input="sk-second-upstream\n",
+    )
     assert "no price set for brand-new" in add.stderr
     listing = gw.cli("channel", "list").stdout
     assert "second" in listing and "sk-second-upstream" not in listing
@@ -82,7 +100,10 @@ def test_cli_errors_are_clear(gateway: Gateway) -> None:
         (("credit", "add", "nobody", "5"), "no such user"),
         (("credit", "add", "demo-none", "abc"), "not an amount"),
         (("channel", "add", "x", "--provider", "nope", "--models", "m"), "unknown provider"),
-        (("channel", "add", "x", "--provider", "openai", "--base-url", "ftp://x", "--models", "m"), "--base-url"),
+        (
+            ("channel", "add", "x", "--provider", "openai", "--base-url", "ftp://x", "--models", "m"),
+            "--base-url",
+        ),
         (("price", "set", "m", "--input", "-1", "--output", "1"), "cannot be negative"),
         (("key", "revoke", "999999"), "no active key"),
         (("usage", "list", "--since", "yesterday"), "not an ISO date"),
@@ -95,9 +116,18 @@ def test_cli_errors_are_clear(gateway: Gateway) -> None:
 
 def test_user_with_password_from_stdin(gateway: Gateway) -> None:
     gw = gateway
-    short = gw.cli("user", "add", "shorty", "--email", "s@example.com", "--password-stdin", input="short\n",
-                   check=False)
+    short = gw.cli(
+        "user", "add", "shorty", "--email", "s@example.com", "--password-stdin", input="short\n", check=False
+    )
     assert short.returncode == 1 and "at least 12" in short.stderr
-    ok = gw.cli("user", "add", "opsadmin", "--email", "ops@example.com", "--admin", "--password-stdin",
-                input="correct horse battery staple\n")
+    ok = gw.cli(
+        "user",
+        "add",
+        "opsadmin",
+        "--email",
+        "ops@example.com",
+        "--admin",
+        "--password-stdin",
+        input="correct horse battery staple\n",
+    )
     assert "admin" in ok.stdout

@@ -10,11 +10,22 @@ from tests.conftest import UPSTREAM_KEY
 from tests.support.gateway import Gateway
 from tests.support.mock_openai import MockUpstream
 
-FORBIDDEN_IN_ERRORS = (UPSTREAM_KEY, "internal-gpu-7", "127.0.0.1:", "Traceback", "Incorrect API key provided: sk")
+FORBIDDEN_IN_ERRORS = (
+    UPSTREAM_KEY,
+    "internal-gpu-7",
+    "127.0.0.1:",
+    "Traceback",
+    "Incorrect API key provided: sk",
+)
 
 
-def post(gw: Gateway, body: bytes | dict[str, object], key: str | None, path: str = "/v1/chat/completions",
-         headers: dict[str, str] | None = None) -> httpx.Response:
+def post(
+    gw: Gateway,
+    body: bytes | dict[str, object],
+    key: str | None,
+    path: str = "/v1/chat/completions",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     hdrs = {"Content-Type": "application/json", **(headers or {})}
     if key:
         hdrs["Authorization"] = f"Bearer {key}"
@@ -23,7 +34,9 @@ def post(gw: Gateway, body: bytes | dict[str, object], key: str | None, path: st
     return httpx.post(gw.base_url + path, content=body, headers=hdrs, timeout=30)
 
 
-def assert_error(resp: httpx.Response, status: int, *, code: str | None = None, param: str | None = None) -> dict:
+def assert_error(
+    resp: httpx.Response, status: int, *, code: str | None = None, param: str | None = None
+) -> dict:
     assert resp.status_code == status, resp.text
     body = resp.json()
     assert set(body) == {"error"}
@@ -70,7 +83,9 @@ def test_model_not_allowed_for_key_is_403(gateway: Gateway) -> None:
 
 
 def test_unknown_model_is_404(gateway: Gateway, key: str) -> None:
-    assert_error(post(gateway, {**CHAT, "model": "no-such-model"}, key), 404, code="model_not_found", param="model")
+    assert_error(
+        post(gateway, {**CHAT, "model": "no-such-model"}, key), 404, code="model_not_found", param="model"
+    )
 
 
 @pytest.mark.parametrize(
@@ -89,8 +104,10 @@ def test_unknown_model_is_404(gateway: Gateway, key: str) -> None:
         ({**CHAT, "max_tokens": True}, "max_tokens"),
         ({**CHAT, "stream_options": "on"}, "stream_options"),
         ({**CHAT, "api_base": "http://evil.example"}, "api_base"),
-        ({**CHAT, "user_config": {"model_list": [{"litellm_params": {"api_base": "http://x"}}]}},
-         "user_config.model_list[0].litellm_params.api_base"),
+        (
+            {**CHAT, "user_config": {"model_list": [{"litellm_params": {"api_base": "http://x"}}]}},
+            "user_config.model_list[0].litellm_params.api_base",
+        ),
         ({**CHAT, "metadata": {"base_url": "http://169.254.169.254"}}, "metadata.base_url"),
         ({**CHAT, "extra": {"api_key": "sk-other"}}, "extra.api_key"),
     ],
@@ -102,23 +119,40 @@ def test_bad_requests_are_400_naming_the_param(
 
 
 def test_tool_schemas_may_use_any_property_name(gateway: Gateway, key: str) -> None:
-    tools = [{"type": "function", "function": {"name": "fetch", "parameters": {
-        "type": "object", "properties": {"url": {"type": "string"}, "base_url": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "fetch",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"url": {"type": "string"}, "base_url": {"type": "string"}},
+                },
+            },
+        }
+    ]
     assert post(gateway, {**CHAT, "tools": tools}, key).status_code == 200
 
 
 def test_embeddings_input_is_validated(gateway: Gateway, key: str) -> None:
-    assert_error(post(gateway, {"model": "text-embed-mock", "input": {"a": 1}}, key, "/v1/embeddings"), 400,
-                 param="input")
+    assert_error(
+        post(gateway, {"model": "text-embed-mock", "input": {"a": 1}}, key, "/v1/embeddings"),
+        400,
+        param="input",
+    )
 
 
 def test_oversize_body_is_413(gateway: Gateway, key: str) -> None:
     big = {**CHAT, "messages": [{"role": "user", "content": "x" * 70_000}]}  # limit is 64 KiB in the fixture
     assert_error(post(gateway, big, key), 413)
-    chunked = httpx.post(gateway.base_url + "/v1/chat/completions", timeout=30,
-                         content=iter([b'{"model": "gpt-mock", "messages": [{"role":"user","content":"',
-                                       b"y" * 70_000, b'"}]}']),
-                         headers={"Authorization": f"Bearer {key}"})
+    chunked = httpx.post(
+        gateway.base_url + "/v1/chat/completions",
+        timeout=30,
+        content=iter(
+            [b'{"model": "gpt-mock", "messages": [{"role":"user","content":"', b"y" * 70_000, b'"}]}']
+        ),
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert_error(chunked, 413)
 
 
@@ -149,8 +183,17 @@ def test_upstream_errors_are_mapped_never_relayed(
 
 
 def test_upstream_unreachable_is_503(gateway: Gateway, key: str) -> None:
-    gateway.cli("channel", "add", "dead", "--provider", "openai", "--base-url", "http://127.0.0.1:9/v1",
-                "--models", "dead-model")
+    gateway.cli(
+        "channel",
+        "add",
+        "dead",
+        "--provider",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--models",
+        "dead-model",
+    )
     gateway.cli("price", "set", "dead-model", "--input", "1", "--output", "1")
     _, fresh, user_id = gateway.new_user("1")
     import time

@@ -18,20 +18,37 @@ from tests.support.mock_openai import MockUpstream
 
 def ledger_and_usage(gw: Gateway, user_id: int) -> tuple[int, int, int]:
     async def work(conn, _k):  # type: ignore[no-untyped-def]
-        debits = await conn.scalar(select(func.coalesce(func.sum(ledger.c.amount_micros), 0)).where(
-            ledger.c.user_id == user_id, ledger.c.kind == "debit"))
-        costs = await conn.scalar(select(func.coalesce(func.sum(usage_logs.c.cost_micros), 0)).where(
-            usage_logs.c.user_id == user_id))
-        count = await conn.scalar(select(func.count()).select_from(ledger).where(
-            ledger.c.user_id == user_id, ledger.c.kind == "debit"))
+        debits = await conn.scalar(
+            select(func.coalesce(func.sum(ledger.c.amount_micros), 0)).where(
+                ledger.c.user_id == user_id, ledger.c.kind == "debit"
+            )
+        )
+        costs = await conn.scalar(
+            select(func.coalesce(func.sum(usage_logs.c.cost_micros), 0)).where(
+                usage_logs.c.user_id == user_id
+            )
+        )
+        count = await conn.scalar(
+            select(func.count())
+            .select_from(ledger)
+            .where(ledger.c.user_id == user_id, ledger.c.kind == "debit")
+        )
         return int(debits), int(costs), int(count)
 
     return gw.db(work)
 
 
-def test_50_concurrent_requests_against_a_balance_that_covers_10(gateway: Gateway, upstream: MockUpstream) -> None:
-    body = orjson.dumps({"model": "mock-slow-stream", "stream": True, "max_tokens": 5,
-                         "messages": [{"role": "user", "content": "race"}]})
+def test_50_concurrent_requests_against_a_balance_that_covers_10(
+    gateway: Gateway, upstream: MockUpstream
+) -> None:
+    body = orjson.dumps(
+        {
+            "model": "mock-slow-stream",
+            "stream": True,
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "race"}],
+        }
+    )
     # the reservation is the worst case: one token per body byte at $1/1M plus max_tokens at $2/1M
     reservation = len(body) * 1 + 5 * 2
     _, key, user_id = gateway.new_user("0")
@@ -40,15 +57,17 @@ def test_50_concurrent_requests_against_a_balance_that_covers_10(gateway: Gatewa
     before_upstream = upstream.count("mock-slow-stream")
 
     async def one(client: httpx.AsyncClient) -> int:
-        async with client.stream("POST", "/v1/chat/completions", content=body,
-                                 headers={"Authorization": f"Bearer {key}"}) as resp:
+        async with client.stream(
+            "POST", "/v1/chat/completions", content=body, headers={"Authorization": f"Bearer {key}"}
+        ) as resp:
             async for _ in resp.aiter_bytes():
                 pass
             return resp.status_code
 
     async def race() -> list[int]:
-        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30,
-                                     limits=httpx.Limits(max_connections=60)) as client:
+        async with httpx.AsyncClient(
+            base_url=gateway.base_url, timeout=30, limits=httpx.Limits(max_connections=60)
+        ) as client:
             return await asyncio.gather(*(one(client) for _ in range(50)))
 
     statuses = asyncio.run(race())
@@ -74,7 +93,8 @@ def test_concurrent_sdk_requests_never_overspend(gateway: Gateway) -> None:
         async def one() -> str:
             try:
                 await client.chat.completions.create(
-                    model="gpt-mock", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+                    model="gpt-mock", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+                )
                 return "ok"
             except openai.APIStatusError as exc:
                 assert exc.status_code == 402

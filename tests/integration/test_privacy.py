@@ -18,9 +18,22 @@ from tests.support.mock_openai import MockUpstream
 
 @pytest.fixture
 def fresh_gateway(backend: str, upstream: MockUpstream, tmp_path: Path) -> Iterator[Gateway]:
-    gw = make_gateway(tmp_path / "gw", backend, MODELGO_MAX_BODY_BYTES="65536", MODELGO_USAGE_FLUSH_SECONDS="1")
-    gw.cli("channel", "add", "mock", "--provider", "openai", "--base-url", upstream.base_url,
-           "--models", "gpt-mock,mock-500,mock-drop,mock-slow-stream", "--api-key-stdin", input=UPSTREAM_KEY + "\n")
+    gw = make_gateway(
+        tmp_path / "gw", backend, MODELGO_MAX_BODY_BYTES="65536", MODELGO_USAGE_FLUSH_SECONDS="1"
+    )
+    gw.cli(
+        "channel",
+        "add",
+        "mock",
+        "--provider",
+        "openai",
+        "--base-url",
+        upstream.base_url,
+        "--models",
+        "gpt-mock,mock-500,mock-drop,mock-slow-stream",
+        "--api-key-stdin",
+        input=UPSTREAM_KEY + "\n",
+    )
     gw.db(_price_all)
     gw.start()
     yield gw
@@ -56,8 +69,11 @@ def test_canary_never_persisted_or_logged(fresh_gateway: Gateway) -> None:
 
     reply = client.chat.completions.create(model="gpt-mock", messages=msg)  # type: ignore[arg-type]
     assert canary in (reply.choices[0].message.content or "")  # the mock echoes it back
-    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
-        model="gpt-mock", messages=msg, stream=True) if c.choices)  # type: ignore[arg-type]
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(model="gpt-mock", messages=msg, stream=True)
+        if c.choices
+    )  # type: ignore[arg-type]
     assert canary in streamed
     with pytest.raises(openai.APIStatusError):
         client.chat.completions.create(model="mock-500", messages=msg)  # type: ignore[arg-type]
@@ -67,12 +83,21 @@ def test_canary_never_persisted_or_logged(fresh_gateway: Gateway) -> None:
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model=canary, messages=msg)  # type: ignore[arg-type]
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    for raw in (f'{{"model": "gpt-mock", "messages": [{canary}'.encode(),
-                f'{{"model": "gpt-mock", "api_base": "{canary}", "messages": []}}'.encode(),
-                f'{{"model": "gpt-mock", "messages": [{{"role": "user", "content": "{canary * 2000}"}}]}}'.encode()):
-        assert httpx.post(gw.base_url + "/v1/chat/completions", content=raw, headers=headers).status_code in (400, 413)
-    with httpx.stream("POST", gw.base_url + "/v1/chat/completions", headers=headers, json={
-            "model": "mock-slow-stream", "stream": True, "messages": msg}) as resp:
+    for raw in (
+        f'{{"model": "gpt-mock", "messages": [{canary}'.encode(),
+        f'{{"model": "gpt-mock", "api_base": "{canary}", "messages": []}}'.encode(),
+        f'{{"model": "gpt-mock", "messages": [{{"role": "user", "content": "{canary * 2000}"}}]}}'.encode(),
+    ):
+        assert httpx.post(gw.base_url + "/v1/chat/completions", content=raw, headers=headers).status_code in (
+            400,
+            413,
+        )
+    with httpx.stream(
+        "POST",
+        gw.base_url + "/v1/chat/completions",
+        headers=headers,
+        json={"model": "mock-slow-stream", "stream": True, "messages": msg},
+    ) as resp:
         next(resp.iter_lines())  # then hang up mid-stream
     gw.wait_for_usage(user_id, 5)
     gw.stop_gracefully()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import re
 from functools import cache
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
