@@ -74,7 +74,11 @@ class MockUpstream:
             self._thread.join(10)
 
     def count(self, model: str | None = None) -> int:
-        return sum(1 for r in self.requests if model is None or (isinstance(r.body, dict) and r.body.get("model") == model))
+        return sum(
+            1
+            for r in self.requests
+            if model is None or (isinstance(r.body, dict) and r.body.get("model") == model)
+        )
 
     async def _start(self) -> None:
         app = web.Application()
@@ -94,8 +98,13 @@ class MockUpstream:
         return web.json_response({"leaked": True})
 
     def _error(self, status: int, key: str) -> web.Response:
-        body = {"error": {"message": f"Incorrect API key provided: {key}. Upstream host internal-gpu-7.",
-                          "type": "invalid_request_error", "code": "bad_thing"}}
+        body = {
+            "error": {
+                "message": f"Incorrect API key provided: {key}. Upstream host internal-gpu-7.",
+                "type": "invalid_request_error",
+                "code": "bad_thing",
+            }
+        }
         headers = {"Retry-After": "2"} if status == 429 else {}
         return web.json_response(body, status=status, headers=headers)
 
@@ -113,13 +122,28 @@ class MockUpstream:
         text = f"echo: {last if isinstance(last, str) else 'parts'}"
         words = text.split(" ")
         completion = len(words)
-        usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": completion,
-                 "total_tokens": PROMPT_TOKENS + completion, "prompt_tokens_details": {"cached_tokens": 0}}
+        usage = {
+            "prompt_tokens": PROMPT_TOKENS,
+            "completion_tokens": completion,
+            "total_tokens": PROMPT_TOKENS + completion,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
         base = {"id": "chatcmpl-mock", "created": int(time.time()), "model": model}
         if not body.get("stream"):
-            return web.json_response({**base, "object": "chat.completion", "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": usage})
+            return web.json_response(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
 
@@ -133,8 +157,14 @@ class MockUpstream:
         n_chunks = 20 if model == "mock-slow-stream" else len(words)
         for i in range(n_chunks):
             piece = words[i % len(words)] if i < len(words) else "more"
-            await event({**chunk, "choices": [{"index": 0, "delta": {"content": (" " if i else "") + piece},
-                                               "finish_reason": None}]})
+            await event(
+                {
+                    **chunk,
+                    "choices": [
+                        {"index": 0, "delta": {"content": (" " if i else "") + piece}, "finish_reason": None}
+                    ],
+                }
+            )
             if model == "mock-slow-stream":
                 await asyncio.sleep(0.05)
             if model == "mock-drop" and i == 2:
@@ -156,7 +186,15 @@ class MockUpstream:
         body = orjson.loads(await request.read())
         self.requests.append(Recorded(request.path, dict(request.headers), body))
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(inputs)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(inputs)
+        ]
         tokens = 5 * len(inputs)
-        return web.json_response({"object": "list", "data": data, "model": body["model"],
-                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
