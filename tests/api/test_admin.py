@@ -25,6 +25,7 @@ ADMIN_ROUTES = [
         {"name": "evil", "provider": "openai", "base_url": "http://x", "models": ["m"]},
     ),
     ("PATCH", "/api/admin/channels/1", {"weight": 5}),
+    ("POST", "/api/admin/channels/1/test", None),
     ("GET", "/api/admin/prices", None),
     ("PUT", "/api/admin/prices/gpt-mock", {"input": "0", "output": "0"}),
     ("GET", "/api/admin/usage", None),
@@ -115,6 +116,15 @@ def test_admin_channels_prices_and_usage(api_gw: Gateway) -> None:
         "cached_input": "2.500000",
     }
     assert any(p["model"] == "vendor/extra-model" for p in boss.get("/api/admin/prices").json())
+    mock = next(c for c in boss.get("/api/admin/channels").json() if c["name"] == "mock")
+    good = boss.post(f"/api/admin/channels/{mock['id']}/test", {"model": "gpt-mock"}).json()
+    assert good["ok"] is True and good["error"] is None and good["latency_ms"] >= 0
+    bad_key = boss.post(f"/api/admin/channels/{mock['id']}/test", {"model": "mock-401"})
+    assert bad_key.json()["ok"] is False and bad_key.json()["error"]["status"] in (401, 502, 503)
+    assert "sk-upstream" not in bad_key.text  # the upstream's body echoes the key: never shown
+    down = boss.post(f"/api/admin/channels/{channel['id']}/test").json()  # nothing listens on port 9
+    assert down["ok"] is False
+    assert boss.post(f"/api/admin/channels/{mock['id']}/test", {"model": "unknown"}).status_code == 400
     usage = boss.get("/api/admin/usage", params={"user": "no-such-user"})
     assert usage.status_code == 404
     assert "items" in boss.get("/api/admin/usage").json()

@@ -7,10 +7,12 @@ from urllib.parse import urlparse
 
 import orjson
 from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
 
 from model_go.accounts import policy, sessions, tickets
 from model_go.accounts import users as user_store
+from model_go.api import channel_probe
 from model_go.api.deps import AdminUser, RuntimeDep, StateDep
 from model_go.api.errors import Conflict
 from model_go.api.schemas import ChannelIn, ChannelPatch, CreditIn, MessageIn, Page, PolicyIn, PriceIn
@@ -186,6 +188,23 @@ async def patch_channel(
             enabled=body.enabled,
         )
     return await _channel(state, channel_id)
+
+
+class ProbeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(default=None, max_length=128)
+
+
+@router.post("/channels/{channel_id}/test")
+async def test_channel(
+    channel_id: int, admin: AdminUser, state: StateDep, body: ProbeIn | None = None
+) -> dict[str, Any]:
+    """Send one tiny, unbilled request to the channel: {ok, latency_ms, error}, never the upstream body."""
+    async with state.engine.connect() as conn:
+        row = (await conn.execute(select(channels).where(channels.c.id == channel_id))).first()
+    if row is None:
+        raise NotFound("No such channel.", param="id", code="channel_not_found")
+    return await channel_probe.probe(state, row, body.model if body else None)
 
 
 def _price_view(row: Any) -> dict[str, Any]:
