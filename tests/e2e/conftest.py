@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from tests.conftest import ARTIFACTS, MOCK_MODELS, UPSTREAM_KEY, _price_all, make_gateway
-from tests.e2e.mailbox import Mailbox
 from tests.support.gateway import Gateway
 from tests.support.mock_openai import MockUpstream
+from tests.support.smtp import MailBox
 
 T = TypeVar("T")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,8 +57,8 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox().start()
+def mailbox() -> Iterator[MailBox]:
+    box = MailBox().start()
     yield box
     box.stop()
 
@@ -68,7 +68,7 @@ class Site:
     """The running server, its mailbox, and an admin account to sign in with."""
 
     gw: Gateway
-    mail: Mailbox
+    mail: MailBox
     admin_login: str
     admin_email: str
 
@@ -79,16 +79,13 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(
-    upstream: MockUpstream, mailbox: Mailbox, tmp_path_factory: pytest.TempPathFactory
+    upstream: MockUpstream, mailbox: MailBox, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
     gw = make_gateway(
         tmp_path_factory.mktemp("e2e"),
         "sqlite",
         MODELGO_INSECURE_COOKIES="true",  # plain http on loopback: no Secure cookie, no __Host- prefix
-        MODELGO_SMTP_HOST="127.0.0.1",
-        MODELGO_SMTP_PORT=str(mailbox.port),
-        MODELGO_SMTP_STARTTLS="false",
-        MODELGO_MAIL_POLL_SECONDS="0.2",
+        **mailbox.env(),
     )
     gw.extra_env["MODELGO_PUBLIC_URL"] = gw.base_url
     gw.cli(
