@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
@@ -54,10 +55,8 @@ def test_random_interleavings_keep_the_books() -> None:
             if ledger.settle(res, cost):
                 charged += cost
         else:
-            try:
+            with contextlib.suppress(InsufficientBalance):
                 open_res.append(ledger.reserve(1, rng.randint(1, 500), f"r{i}"))
-            except InsufficientBalance:
-                pass
         assert ledger.account(1).available >= 0
     for res in open_res:
         ledger.release(res)
