@@ -17,7 +17,7 @@ class SSEDecoder:
         self._buffer = b""
 
     def feed(self, data: bytes) -> list[bytes]:
-        buffer = self._buffer + data
+        buffer = self._buffer + data if self._buffer else data
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
             if buffer.endswith(b"\r"):  # a \r\n split across two reads
@@ -28,6 +28,10 @@ class SSEDecoder:
         self._buffer = events.pop()
         payloads: list[bytes] = []
         for event in events:
+            # the common case, one `data: {...}` line per event, without a per-line split
+            if event.startswith(b"data: ") and b"\n" not in event:
+                payloads.append(event[6:])
+                continue
             data_lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
             if data_lines:
                 payloads.append(b"\n".join(data_lines))
