@@ -117,6 +117,10 @@ channels = Table(
     Column("disabled_reason", String(255), nullable=True),
     Column("config", Text, nullable=False, default="{}"),  # JSON: provider-specific options
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    # health as last reported by a server (relay/health_store.py): our own codes, never upstream text
+    Column("last_error_at", UTCDateTime, nullable=True),
+    Column("last_error", String(255), nullable=True),
+    Column("cooldown_until", UTCDateTime, nullable=True),
 )
 
 prices = Table(
