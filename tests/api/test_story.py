@@ -152,6 +152,9 @@ def test_signup_to_deletion(api_gw: Gateway, mailbox: MailBox, backend: str) -> 
     assert (
         user_row.email is None and user_row.password_hash is None and user_row.username.startswith("deleted-")
     )
+    server_log = api_gw.output()
+    for private in (old_email, new_email, token, key["secret"], PASSWORD, agent):
+        assert private not in server_log, f"{private!r} reached the server log"
     if backend == "sqlite":
         raw = db_bytes(api_gw)
         for needle in (old_email, new_email, ip, agent, me["username"]):

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 import orjson
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 
 from model_go.accounts import policy, sessions, tickets
 from model_go.accounts import users as user_store
@@ -21,6 +21,7 @@ from model_go.billing.money import micros_to_usd, usd_to_micros
 from model_go.errors import InvalidRequest, NotFound
 from model_go.providers import REGISTRY
 from model_go.storage import repo
+from model_go.storage.account_tables import tickets as tickets_table
 from model_go.storage.tables import channels, users
 from model_go.usage import rollups
 
@@ -311,10 +312,6 @@ async def answer_ticket(
 @router.post("/tickets/{ticket_id}/close")
 async def close_ticket(ticket_id: int, admin: AdminUser, state: StateDep) -> dict[str, Any]:
     """Mark a ticket closed (a new message from its owner reopens it)."""
-    from sqlalchemy import update
-
-    from model_go.storage.account_tables import tickets as tickets_table
-
     async with state.engine.begin() as conn:
         ticket = await tickets.owned(conn, ticket_id, None)
         await conn.execute(

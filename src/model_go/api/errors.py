@@ -74,39 +74,39 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RepoError, on_repo_error)
     app.add_exception_handler(Exception, on_unexpected)
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        for path in schema.get("paths", {}).values():
-            for operation in path.values():
-                responses = operation.get("responses", {})
-                if "422" in responses:
-                    responses.pop("422")
-                    responses["400"] = {
-                        "description": "Invalid request",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
-                        },
-                    }
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.pop("HTTPValidationError", None)
-        components.pop("ValidationError", None)
-        components["ErrorBody"] = {
-            "type": "object",
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "properties": {
-                        "message": {"type": "string"},
-                        "type": {"type": "string"},
-                        "param": {"type": "string", "nullable": True},
-                        "code": {"type": "string", "nullable": True},
-                    },
-                }
-            },
-        }
-        app.openapi_schema = schema
-        return schema
+    app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
 
-    app.openapi = openapi  # type: ignore[method-assign]
+
+def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document with FastAPI's 422 answers replaced by our 400 error body."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.get("responses", {})
+            if "422" in responses:
+                responses.pop("422")
+                responses["400"] = {
+                    "description": "Invalid request",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                }
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    components["ErrorBody"] = {
+        "type": "object",
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": "string", "nullable": True},
+                    "code": {"type": "string", "nullable": True},
+                },
+            }
+        },
+    }
+    app.openapi_schema = schema
+    return schema

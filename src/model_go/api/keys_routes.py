@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Response, status
 from sqlalchemy import func, select
 
@@ -32,8 +33,6 @@ def _check_no_escalation(principal: Principal, models: list[str] | None, expires
     if key is None:
         return
     if key.models is not None:
-        import orjson
-
         allowed = set(orjson.loads(key.models))
         if models is None or not set(models) <= allowed:
             raise PermissionDenied(
