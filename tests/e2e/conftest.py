@@ -139,6 +139,7 @@ def shot(page: Any, name: str) -> Path:
     """Save a full-page screenshot under test-artifacts/screenshots/ (gitignored)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
+    page.evaluate("window.scrollTo(0, 0)")  # the sidebar is sticky: from the top it shows as users see it
     page.screenshot(path=str(path), full_page=True)
     return path
 

@@ -49,7 +49,7 @@
           "If you do not agree, you can close your account from the Privacy page."),
         error,
         h("div", { class: "actions-left" },
-          location.pathname === "/privacy" ? null : h("a", { href: "/privacy#policy", role: "button", class: "secondary outline" }, "Read the new policy"),
+          location.pathname === "/privacy" ? null : h("a", { href: "/privacy#policy", role: "button", class: "secondary outline" }, "Read the policy"),
           " ", accept)));
   }
 
