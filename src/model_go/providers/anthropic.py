@@ -283,7 +283,9 @@ def stream_error(error: Any) -> GatewayError:
 
 
 class AnthropicStream:
-    """Messages API events in, `chat.completion.chunk` payloads out."""
+    """Messages API events in, `chat.completion.chunk` payloads out. `usage` is set from
+    message_delta's final counts only: a stream cut before it is billed on the estimate, never on
+    message_start's one output token."""
 
     def __init__(self, call: Call) -> None:
         self.client_wants_usage = call.client_wants_usage
