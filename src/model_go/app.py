@@ -41,6 +41,8 @@ class RelayFront:
             ("POST", "/v1/chat/completions"): relay.chat_completions,
             ("POST", "/v1/embeddings"): relay.embeddings,
             ("GET", "/v1/models"): relay.models,
+            ("POST", "/v1/messages"): relay.messages,
+            ("POST", "/v1/messages/count_tokens"): relay.messages_count_tokens,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -89,6 +91,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.router.routes.append(Route("/v1/embeddings", Endpoint(relay.embeddings), methods=["POST"]))
     app.router.routes.append(Route("/v1/models", Endpoint(relay.models), methods=["GET"]))
+    # Anthropic's Messages API: every method reaches the handler, which answers a wrong one with a
+    # 405 in Anthropic's error shape
+    app.router.routes.append(Route("/v1/messages", Endpoint(relay.messages)))
+    app.router.routes.append(Route("/v1/messages/count_tokens", Endpoint(relay.messages_count_tokens)))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

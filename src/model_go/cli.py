@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlparse
 
@@ -405,16 +405,51 @@ def channel_add(
         )
 
 
+def _channel_health(row: Any, now: datetime) -> str:
+    if not row.enabled:
+        return f"disabled: {row.disabled_reason or 'by operator'}"
+    if row.cooldown_until is not None and row.cooldown_until > now:
+        return f"cooling down until {row.cooldown_until:%Y-%m-%d %H:%M:%S} UTC"
+    return "ok"
+
+
 @channel_app.command("list")
-def channel_list() -> None:
-    """List channels (keys are never shown)."""
+def channel_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List channels with their health (keys are never shown). Cooldowns and errors are as a server
+    last reported them."""
 
     async def work(conn: AsyncConnection, _k: KeyRing) -> list[Any]:
         return list(await repo.list_channels(conn))
 
-    table = Table("id", "name", "provider", "base url", "models", "priority", "weight", "status", "key")
+    table = Table(
+        "id", "name", "provider", "base url", "models", "priority", "weight", "health", "last error", "key"
+    )
+    now = datetime.now(UTC)
     for row in run_db(work):
-        status = "enabled" if row.enabled else f"disabled: {row.disabled_reason or 'by operator'}"
+        health = _channel_health(row, now)
+        if as_json:
+            record = {
+                "id": row.id,
+                "name": row.name,
+                "provider": row.provider,
+                "base_url": row.base_url,
+                "models": orjson.loads(row.models),
+                "priority": row.priority,
+                "weight": row.weight,
+                "enabled": row.enabled,
+                "health": health,
+                "cooldown_until": row.cooldown_until.isoformat() if row.cooldown_until else None,
+                "last_error_at": row.last_error_at.isoformat() if row.last_error_at else None,
+                "last_error": row.last_error,
+                "has_key": row.api_key_enc is not None,
+            }
+            typer.echo(orjson.dumps(record).decode())
+            continue
+        last_error = (
+            f"{row.last_error_at:%Y-%m-%d %H:%M:%S} UTC {row.last_error}" if row.last_error_at else "-"
+        )
         table.add_row(
             str(row.id),
             row.name,
@@ -423,10 +458,53 @@ def channel_list() -> None:
             ", ".join(orjson.loads(row.models)),
             str(row.priority),
             str(row.weight),
-            status,
+            health,
+            last_error,
             "set" if row.api_key_enc else "-",
         )
-    out.print(table)
+    if not as_json:
+        out.print(table)
+
+
+@channel_app.command("test")
+def channel_test(
+    name: str,
+    model: Annotated[
+        str | None, typer.Option(help="A model the channel serves (default: its first).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 30.0,
+) -> None:
+    """Send one tiny real request (max_tokens 1) through the channel and print status and latency.
+    Nothing is billed and no usage row is written."""
+    from model_go.relay.channel_check import channel_from_row, check
+
+    settings = Settings()
+
+    async def work(conn: AsyncConnection, keyring: KeyRing) -> Any:
+        return next((r for r in await repo.list_channels(conn) if r.name == name), None), keyring
+
+    row, keyring = run_db(work, settings)
+    if row is None:
+        raise fail(f"no such channel: {name}")
+    if row.provider not in REGISTRY:
+        raise fail(f"provider {row.provider!r} is not available in this build")
+    channel = channel_from_row(row, keyring)
+    model = model or channel.models[0]
+    if model not in channel.models:
+        raise fail(f"channel {name} does not serve {model!r}; it serves {', '.join(channel.models)}")
+    result = asyncio.run(check(channel, model, min(settings.upstream_connect_timeout, timeout), timeout))
+    where = f"channel {name} ({channel.provider}, model {model})"
+    status = f"HTTP {result.status}" if result.status is not None else "no answer"
+    if result.ok:
+        out.print(f"ok: {where} answered {status} in {result.latency_ms} ms", highlight=False)
+        return
+    assert result.error is not None
+    err.print(
+        f"[red]failed:[/red] {where}: {status}, {result.error.code}: {result.error.message} "
+        f"({result.latency_ms} ms)",
+        highlight=False,
+    )
+    raise typer.Exit(1)
 
 
 @channel_app.command("disable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import aiohttp
@@ -33,18 +34,40 @@ def make_session(connect_timeout: float, read_timeout: float) -> aiohttp.ClientS
     )
 
 
-async def open_response(session: aiohttp.ClientSession, req: UpstreamRequest) -> aiohttp.ClientResponse:
-    """Send the request and wait for the upstream's status line and headers."""
+async def open_response(
+    session: aiohttp.ClientSession,
+    req: UpstreamRequest,
+    client_timeout: aiohttp.ClientTimeout | None = None,
+    first_byte: float | None = None,
+) -> aiohttp.ClientResponse:
+    """Send the request and wait for the upstream's status line and headers. `client_timeout`
+    replaces the session's timeouts for one channel; `first_byte` bounds the wait for the headers
+    when it is shorter than the read timeout (a timer: only channels that need it pay for it)."""
     try:
-        return await session.request(
-            req.method, req.url, data=req.body, headers=req.headers, allow_redirects=False
-        )
+        if client_timeout is None and first_byte is None:  # the common case, kept to one await
+            return await session.request(
+                req.method, req.url, data=req.body, headers=req.headers, allow_redirects=False
+            )
+        async with asyncio.timeout(first_byte):
+            return await _request(session, req, client_timeout)
     except TimeoutError:
         raise UpstreamTimeout("The upstream provider did not answer in time.") from None
     except (aiohttp.ClientError, OSError) as exc:
         raise UpstreamUnavailable(
             "Could not reach the upstream provider. Please retry shortly."
         ) from _without_detail(exc)
+
+
+async def _request(
+    session: aiohttp.ClientSession, req: UpstreamRequest, client_timeout: aiohttp.ClientTimeout | None
+) -> aiohttp.ClientResponse:
+    if client_timeout is None:
+        return await session.request(
+            req.method, req.url, data=req.body, headers=req.headers, allow_redirects=False
+        )
+    return await session.request(
+        req.method, req.url, data=req.body, headers=req.headers, allow_redirects=False, timeout=client_timeout
+    )
 
 
 async def read_all(resp: aiohttp.ClientResponse, limit: int | None = None) -> bytes:

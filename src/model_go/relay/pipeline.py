@@ -3,9 +3,17 @@
     parse → authenticate → resolve model → limits → reserve → route → forward → stream out
           → meter → settle exactly once (in `finally`) → enqueue the usage row
 
+Route: candidate channels by priority and weight, minus those the in-memory health skips (open
+circuits, channels just disabled); fail over only before the first byte reached the client, within
+`max_attempts` and the total deadline. Every attempt's outcome feeds the health (relay/health.py).
+
+A route with a dialect (Anthropic's /v1/messages) converts its request to the canonical OpenAI
+format on the way in and the reply, stream and errors back on the way out; the rest is shared.
+
 Nothing here touches the database: keys, channels and prices come from the in-memory snapshot,
-money from the in-process ledger, and the usage row is written later by the batched writer.
-Prompt and response text never reach a log line, an error message or a stored row.
+money from the in-process ledger, the usage row is written later by the batched writer, and
+health changes by their own writer task. Prompt and response text never reach a log line, an
+error message or a stored row.
 """
 
 from __future__ import annotations
@@ -15,11 +23,9 @@ import itertools
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
 
 from model_go.billing.ledger import Reservation
@@ -28,15 +34,15 @@ from model_go.errors import (
     AuthenticationFailed,
     GatewayError,
     InvalidRequest,
+    MethodNotAllowed,
     NotFound,
     PermissionDenied,
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
 )
-from model_go.providers import REGISTRY
-from model_go.providers.base import Call, Channel, Provider, StreamTranslator, Usage
-from model_go.relay import forward
+from model_go.providers.base import Call, Channel, Usage
+from model_go.relay import upstream
 from model_go.relay.asgi import (
     Receive,
     Scope,
@@ -47,53 +53,22 @@ from model_go.relay.asgi import (
     send_error,
     send_json,
 )
+from model_go.relay.context import CLIENT_CLOSED, Context, usage_or_estimate
+from model_go.relay.dialect import Dialect
+from model_go.relay.health import REFUSED, Health
+from model_go.relay.health_store import HealthStore
+from model_go.relay.messages import AnthropicMessages, count_tokens
+from model_go.relay.policy import ChannelPolicy, Policies
 from model_go.relay.routing import candidates
 from model_go.relay.snapshot import KeyInfo, Price
-from model_go.tokens import estimate_prompt_tokens, prompt_token_bound, text_tokens
+from model_go.tokens import prompt_token_bound
 from model_go.usage.writer import UsageRecord
 from model_go.wire import openai as wire
-from model_go.wire.sse import DONE, KEEPALIVE, SSEDecoder, frame
 
 if TYPE_CHECKING:
     from model_go.state import AppState
 
 log = logging.getLogger("model_go.relay")
-
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
-CLIENT_CLOSED = 499
-
-
-@dataclass
-class Outcome:
-    """What happened to one request; turned into exactly one usage row and at most one debit."""
-
-    status: int = 200
-    error_code: str | None = None
-    usage: Usage | None = None
-    completion_chars: int = 0
-    delivered: bool = False  # some generated output reached (or was produced for) the client
-    channel_id: int | None = None
-    attempts: int = 0
-    ttft_ms: int | None = None
-
-
-@dataclass
-class Context:
-    request_id: str
-    started: float
-    endpoint: str
-    key: KeyInfo
-    model: str
-    price: Price
-    body: dict[str, Any]
-    stream: bool
-    client_ip: str | None
-    user_agent: str | None
-    outcome: Outcome = field(default_factory=Outcome)
 
 
 # Request ids: a random per-process prefix and a counter. Unique across replicas without a syscall per
@@ -111,6 +86,11 @@ class Relay:
 
     state: AppState
 
+    def __init__(self) -> None:
+        self.health = Health()
+        self.policies = Policies()
+        self.anthropic = AnthropicMessages()
+
     # -- entry points -----------------------------------------------------------------------
 
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -118,6 +98,36 @@ class Relay:
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._guard(scope, receive, send, "embeddings")
+
+    async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":  # the Starlette route sends every method here: 405 in Anthropic's shape
+            error = MethodNotAllowed(
+                f"Method {scope['method']} is not allowed here.", headers={"Allow": "POST"}
+            )
+            await self._send_error(send, error, self.anthropic, [])
+            return
+        await self._guard(scope, receive, send, "messages", self.anthropic)
+
+    async def messages_count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Model-go's own estimate (about four characters a token), not the upstream's count: free."""
+        dialect = self.anthropic
+        try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(
+                    f"Method {scope['method']} is not allowed here.", headers={"Allow": "POST"}
+                )
+            key = self._authenticate(scope)
+            raw = await read_body(scope, receive, self.state.settings.max_body_bytes)
+            model, tokens = count_tokens(raw)
+            self._resolve(key, model)
+            await send_json(send, 200, orjson.dumps({"input_tokens": tokens}))
+        except GatewayError as exc:
+            await self._send_error(send, exc, dialect, [])
+        except ConnectionResetError:
+            pass
+        except Exception:
+            log.exception("unexpected error in a count_tokens request")
+            await self._send_error(send, GatewayError(), dialect, [])
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -131,22 +141,26 @@ class Relay:
         except GatewayError as exc:
             await send_error(send, exc)
 
-    async def _guard(self, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
+    async def _guard(
+        self, scope: Scope, receive: Receive, send: Send, endpoint: str, dialect: Dialect | None = None
+    ) -> None:
         request_id = _request_id()
         extra = [(b"x-request-id", request_id.encode())]
+        if dialect is not None:
+            extra.append((b"request-id", extra[0][1]))  # where Anthropic's SDKs look for it
         started = time.perf_counter()
         status = 500
         try:
-            status = await self._handle(scope, receive, send, endpoint, request_id, started)
+            status = await self._handle(scope, receive, send, endpoint, dialect, request_id, started)
         except GatewayError as exc:
             status = exc.status
-            await send_error(send, exc, extra)
+            await self._send_error(send, exc, dialect, extra)
         except ConnectionResetError:
             status = CLIENT_CLOSED
         except Exception:
             # the traceback carries no request data: bodies live only in local variables
             log.exception("unexpected error in %s request %s", endpoint, request_id)
-            await send_error(send, GatewayError(), extra)
+            await self._send_error(send, GatewayError(), dialect, extra)
         finally:
             if self.state.settings.access_log:
                 log.info(
@@ -157,6 +171,14 @@ class Relay:
                     (time.perf_counter() - started) * 1000,
                 )
 
+    async def _send_error(
+        self, send: Send, exc: GatewayError, dialect: Dialect | None, extra: list[tuple[bytes, bytes]]
+    ) -> None:
+        if dialect is None:
+            await send_error(send, exc, extra)
+        else:
+            await send_json(send, exc.status, dialect.error_json(exc), [*encode_headers(exc.headers), *extra])
+
     # -- the pipeline -----------------------------------------------------------------------
 
     async def _handle(
@@ -165,23 +187,23 @@ class Relay:
         receive: Receive,
         send: Send,
         endpoint: str,
+        dialect: Dialect | None,
         request_id: str,
         started: float,
     ) -> int:
         settings = self.state.settings
         key = self._authenticate(scope)
         raw = await read_body(scope, receive, settings.max_body_bytes)
-        body = wire.parse_json_object(raw)
-        if endpoint == "chat":
+        if dialect is None:
+            body = wire.parse_json_object(raw)
+        else:
+            body = dialect.canonical(raw)
+            raw = orjson.dumps(body)  # what goes upstream, and what the reservation is bounded by
+        chat = endpoint != "embeddings"
+        if chat:
             model, stream, wants_usage, max_out, n = wire.validate_chat(body)
         else:
-            model, stream, wants_usage, max_out, n = (
-                wire.validate_embeddings(body),
-                False,
-                False,
-                0,
-                1,
-            )
+            model, stream, wants_usage, max_out, n = (wire.validate_embeddings(body), False, False, 0, 1)
         channels, price = self._resolve(key, model)
         ctx = Context(
             request_id=request_id,
@@ -194,13 +216,15 @@ class Relay:
             stream=stream,
             client_ip=scope["client"][0] if scope.get("client") else None,
             user_agent=header(scope, b"user-agent"),
+            chat=chat,
+            dialect=dialect,
         )
         limit_headers = self._check_limits(key)
         concurrency = settings.default_concurrency
         if concurrency:
             self.state.limiter.acquire(key.user_id, concurrency)
         try:
-            worst_out = (max_out or settings.default_max_output_tokens) * n if endpoint == "chat" else 0
+            worst_out = (max_out or settings.default_max_output_tokens) * n if chat else 0
             reserve = request_cost(
                 prompt_tokens=prompt_token_bound(raw),
                 completion_tokens=worst_out,
@@ -219,6 +243,8 @@ class Relay:
                 client_wants_usage=wants_usage,
             )
             extra = [(b"x-request-id", request_id.encode()), *encode_headers(limit_headers)]
+            if dialect is not None:
+                extra.append((b"request-id", extra[0][1]))
             try:
                 await self._attempt_all(ctx, call, channels, receive, send, extra)
             except asyncio.CancelledError:
@@ -288,24 +314,35 @@ class Relay:
     ) -> None:
         """Try candidates in order; fail over only before anything reached the client."""
         settings = self.state.settings
+        health = self.health
         deadline = time.monotonic() + settings.upstream_total_timeout
-        ordered = candidates(channels)[: settings.max_attempts]
         last_error: GatewayError | None = None
-        for channel in ordered:
-            if time.monotonic() >= deadline:
+        skipped = False
+        for channel in candidates(channels):
+            if ctx.outcome.attempts >= settings.max_attempts or time.monotonic() >= deadline:
                 break
+            admission = health.admit(channel, ctx.model)
+            if admission == REFUSED:
+                skipped = True
+                continue
             ctx.outcome.attempts += 1
             ctx.outcome.channel_id = channel.id
             call.upstream_model = channel.upstream_model(ctx.model)
-            provider = REGISTRY[channel.provider]
+            policy = self.policies.get(channel, settings)
             try:
-                if ctx.endpoint == "chat" and ctx.stream:
-                    await self._stream(ctx, call, channel, provider, receive, send, extra, deadline)
+                if ctx.chat and ctx.stream:
+                    await upstream.stream(
+                        self, ctx, call, channel, policy, admission, receive, send, extra, deadline
+                    )
                 else:
-                    await self._unary(ctx, call, channel, provider, send, extra)
+                    await upstream.unary(self, ctx, call, channel, policy, send, extra, deadline)
+                    health.succeeded(channel, ctx.model, admission, policy)
                 return
             except GatewayError as exc:
-                if ctx.outcome.delivered or not _retryable(exc):
+                if ctx.outcome.delivered:
+                    raise  # the stream already reported its own outcome
+                self.record_failure(channel, ctx.model, admission, exc, policy)
+                if not _retryable(exc):
                     raise
                 last_error = exc
                 log.warning(
@@ -315,154 +352,22 @@ class Relay:
                     channel.name,
                     exc.code,
                 )
-        raise last_error or UpstreamTimeout("The upstream provider did not answer in time.")
+            except BaseException:
+                health.release(channel, ctx.model, admission)  # client gone or shutdown: no verdict
+                raise
+        if last_error is not None:
+            raise last_error
+        if skipped:
+            raise health.refusal(channels, ctx.model)
+        raise UpstreamTimeout("The upstream provider did not answer in time.")
 
-    async def _unary(
-        self,
-        ctx: Context,
-        call: Call,
-        channel: Channel,
-        provider: Provider,
-        send: Send,
-        extra: list[tuple[bytes, bytes]],
+    def record_failure(
+        self, channel: Channel, model: str, admission: int, exc: GatewayError, policy: ChannelPolicy
     ) -> None:
-        chat = ctx.endpoint == "chat"
-        if provider.local:
-            local: Any = provider
-            upstream_body = local.respond(call) if chat else local.respond_embeddings(call)
-        else:
-            req = provider.chat_request(channel, call) if chat else provider.embeddings_request(channel, call)
-            resp = await forward.open_response(self.state.http, req)
-            async with resp:
-                if resp.status != 200:
-                    error_body = await forward.read_all(resp, forward.MAX_ERROR_BODY)
-                    raise provider.error_for(resp.status, error_body, resp.headers)
-                upstream_body = await forward.read_all(resp)
-        if chat:
-            out, usage = provider.chat_response(call, upstream_body)
-        else:
-            out, usage = provider.embeddings_response(call, upstream_body)
-        ctx.outcome.usage = usage
-        ctx.outcome.delivered = True
-        if usage is None and chat:
-            ctx.outcome.completion_chars = _message_chars(out)
-        ctx.outcome.ttft_ms = int((time.perf_counter() - ctx.started) * 1000)
-        await send_json(send, 200, out, extra)
-
-    async def _stream(
-        self,
-        ctx: Context,
-        call: Call,
-        channel: Channel,
-        provider: Provider,
-        receive: Receive,
-        send: Send,
-        extra: list[tuple[bytes, bytes]],
-        deadline: float,
-    ) -> None:
-        translator = provider.stream_translator(call)
-        resp: aiohttp.ClientResponse | None = None
-        if not provider.local:
-            req = provider.chat_request(channel, call)
-            resp = await forward.open_response(self.state.http, req)
-            if resp.status != 200:
-                async with resp:
-                    error_body = await forward.read_all(resp, forward.MAX_ERROR_BODY)
-                raise provider.error_for(resp.status, error_body, resp.headers)
-        # From here on the client has a 200 and an event stream: failures become error events.
-        await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *extra]})
-        ctx.outcome.delivered = True
-        watcher = asyncio.create_task(_watch_disconnect(receive, ctx, asyncio.current_task()))
-        try:
-            if resp is None:
-                local: Any = provider
-                await self._relay_events(ctx, translator, local.respond_stream(call), send)
-            else:
-                async with resp:
-                    await self._relay_upstream(ctx, translator, resp, send, deadline)
-        finally:
-            watcher.cancel()
-            # also on cancellation (client gone): bill what was generated so far
-            ctx.outcome.usage = translator.usage
-            ctx.outcome.completion_chars = translator.completion_chars
-
-    async def _relay_events(
-        self, ctx: Context, translator: StreamTranslator, payloads: list[bytes], send: Send
-    ) -> None:
-        for payload in payloads:
-            out = translator.feed(payload)
-            if out:
-                await self._send_chunks(ctx, out, send)
-            if translator.finished:
-                break
-        await self._end_stream(ctx, translator, send)
-
-    async def _relay_upstream(
-        self,
-        ctx: Context,
-        translator: StreamTranslator,
-        resp: aiohttp.ClientResponse,
-        send: Send,
-        deadline: float,
-    ) -> None:
-        settings = self.state.settings
-        decoder = SSEDecoder()
-        idle = 0.0
-        try:
-            while not translator.finished:
-                if time.monotonic() >= deadline:
-                    raise UpstreamTimeout("The upstream provider exceeded the total time limit.")
-                try:
-                    # readany() never consumes partially, so a timeout here loses no bytes
-                    async with asyncio.timeout(settings.keepalive_seconds):
-                        data = await resp.content.readany()
-                except TimeoutError:
-                    idle += settings.keepalive_seconds
-                    if idle >= settings.upstream_idle_timeout:
-                        raise UpstreamTimeout("The upstream provider went silent.") from None
-                    await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
-                    continue
-                idle = 0.0
-                payloads = decoder.feed(data) if data else decoder.flush()
-                for payload in payloads:
-                    out = translator.feed(payload)
-                    if out:
-                        await self._send_chunks(ctx, out, send)
-                    if translator.finished:
-                        break
-                if not data:
-                    break
-        except aiohttp.ServerTimeoutError:
-            translator.error = UpstreamTimeout("The upstream provider went silent.")
-        except (aiohttp.ClientError, OSError):
-            translator.error = UpstreamError(
-                "The upstream connection broke while streaming the response.",
-                code="upstream_stream_broken",
-            )
-        except UpstreamTimeout as exc:
-            translator.error = exc
-        ctx.outcome.usage = translator.usage
-        await self._end_stream(ctx, translator, send)
-
-    async def _send_chunks(self, ctx: Context, out: list[bytes], send: Send) -> None:
-        if ctx.outcome.ttft_ms is None:
-            ctx.outcome.ttft_ms = int((time.perf_counter() - ctx.started) * 1000)
-        body = frame(out[0]) if len(out) == 1 else b"".join(frame(p) for p in out)
-        await send({"type": "http.response.body", "body": body, "more_body": True})
-
-    async def _end_stream(self, ctx: Context, translator: StreamTranslator, send: Send) -> None:
-        error = translator.error
-        if error is None and not translator.finished:
-            error = UpstreamError(
-                "The upstream provider ended the stream before it was complete.",
-                code="upstream_stream_truncated",
-            )
-        if error is not None:
-            ctx.outcome.status, ctx.outcome.error_code = error.status, error.code
-            tail = frame(error.to_json())
-        else:
-            tail = DONE
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        health = self.health
+        if health.reporter is None:  # the first failure this process sees starts the health writer
+            health.reporter = HealthStore(self.state.engine, self.state.tasks)
+        health.failed(channel, model, admission, exc, policy)
 
     # -- money and the usage row ------------------------------------------------------------
 
@@ -481,10 +386,7 @@ class Relay:
         estimated = False
         if usage is None and outcome.delivered:
             # the upstream reported nothing (or the client left first): estimate, never bill $0
-            usage = Usage(
-                prompt_tokens=estimate_prompt_tokens(ctx.body),
-                completion_tokens=text_tokens(outcome.completion_chars),
-            )
+            usage = usage_or_estimate(ctx)
             estimated = True
         usage = usage or Usage()
         price = ctx.price
@@ -528,22 +430,3 @@ def _retryable(exc: GatewayError) -> bool:
     if isinstance(exc, InvalidRequest):
         return False
     return isinstance(exc, UpstreamError | RateLimited)
-
-
-def _message_chars(body: bytes) -> int:
-    try:
-        parsed = orjson.loads(body)
-        return sum(len(c["message"].get("content") or "") for c in parsed.get("choices", ()))
-    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
-        return 0
-
-
-async def _watch_disconnect(receive: Receive, ctx: Context, task: asyncio.Task[Any] | None) -> None:
-    """A client that hangs up mid-stream cancels the relay; `_settle` then bills what was sent."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            ctx.outcome.status, ctx.outcome.error_code = CLIENT_CLOSED, "client_closed"
-            if task is not None:
-                task.cancel()
-            return

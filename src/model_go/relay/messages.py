@@ -1,0 +1,45 @@
+"""The Anthropic Messages dialect (`POST /v1/messages`): Anthropic requests in, the canonical
+pipeline in the middle, Anthropic replies, events and errors out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from model_go.errors import GatewayError
+from model_go.providers.base import Usage
+from model_go.tokens import estimate_prompt_tokens, text_tokens
+from model_go.wire import anthropic_reply
+from model_go.wire.anthropic import canonical_request, count_request
+from model_go.wire.openai import parse_json_object
+
+
+def message_id(request_id: str) -> str:
+    """Anthropic message ids start with msg_; ours carry the request id, so logs and replies match."""
+    return "msg_" + request_id.removeprefix("req_")
+
+
+class AnthropicMessages:
+    endpoint = "messages"
+
+    def canonical(self, raw: bytes) -> dict[str, Any]:
+        return canonical_request(parse_json_object(raw))
+
+    def error_json(self, exc: GatewayError) -> bytes:
+        return anthropic_reply.error_json(exc)
+
+    def reply(self, completion: bytes, request_id: str, model: str, usage: Usage) -> bytes:
+        return anthropic_reply.message_json(completion, message_id(request_id), model, usage)
+
+    def stream(self, request_id: str, model: str, input_tokens: int) -> anthropic_reply.MessageStream:
+        return anthropic_reply.MessageStream(message_id(request_id), model, input_tokens)
+
+
+def count_tokens(raw: bytes) -> tuple[str, int]:
+    """(model, model-go's estimate of the input tokens) of a count_tokens request body."""
+    body = count_request(parse_json_object(raw))
+    tokens = estimate_prompt_tokens(body)
+    if "tools" in body:
+        tokens += text_tokens(len(orjson.dumps(body["tools"])))
+    return str(body["model"]), tokens
