@@ -90,7 +90,7 @@
     const cols = tbody.closest("table").querySelectorAll("thead th").length || 1;
     tbody.replaceChildren();
     if (!rows || rows.length === 0) {
-      tbody.append(h("tr", {}, h("td", { colspan: cols, class: "empty-row" }, emptyText)));
+      tbody.append(h("tr", {}, h("td", { colspan: cols, class: "empty-row" }, h("span", {}, emptyText))));
       return;
     }
     for (const row of rows) tbody.append(render(row));
