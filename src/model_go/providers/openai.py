@@ -40,6 +40,17 @@ def _content_chars(choice: Any) -> int:
     return total
 
 
+def _checked_usage(body: bytes, required: str) -> Usage | None:
+    """The usage of a whole reply, after checking it is a JSON object carrying `required`."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError("The upstream provider sent a malformed response.") from exc
+    if not isinstance(parsed, dict) or required not in parsed:
+        raise UpstreamError("The upstream provider sent a malformed response.")
+    return usage_from(parsed.get("usage"))
+
+
 class OpenAIStream:
     """Reads usage and counts generated characters; strips the usage chunk we asked for ourselves."""
 
@@ -113,13 +124,7 @@ class OpenAIProvider:
         )
 
     def chat_response(self, call: Call, body: bytes) -> tuple[bytes, Usage | None]:
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError("The upstream provider sent a malformed response.") from exc
-        if not isinstance(parsed, dict) or "choices" not in parsed:
-            raise UpstreamError("The upstream provider sent a malformed response.")
-        return body, usage_from(parsed.get("usage"))
+        return body, _checked_usage(body, "choices")
 
     def stream_translator(self, call: Call) -> OpenAIStream:
         return OpenAIStream(call)
@@ -132,13 +137,7 @@ class OpenAIProvider:
         )
 
     def embeddings_response(self, call: Call, body: bytes) -> tuple[bytes, Usage | None]:
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError("The upstream provider sent a malformed response.") from exc
-        if not isinstance(parsed, dict) or "data" not in parsed:
-            raise UpstreamError("The upstream provider sent a malformed response.")
-        return body, usage_from(parsed.get("usage"))
+        return body, _checked_usage(body, "data")
 
     def error_for(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
         return errors.classify(status, body, headers)
