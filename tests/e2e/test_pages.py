@@ -263,6 +263,11 @@ def test_admin_pages_manage_users_channels_prices_and_policy(browser: Any, site:
 
     admin.goto("/admin/channels")
     settle(admin)
+    mock_row = admin.locator("[data-channels] tr", has_text="gpt-mock")
+    mock_row.get_by_role("button", name="Test channel mock").click()
+    admin.wait_for_function(
+        "() => /^ok · \\d+ ms$/.test(document.querySelector('[data-test-result]').textContent)"
+    )
     form = admin.locator("#channel-form")
     form.get_by_label("Name").fill("e2e-backup")
     form.get_by_label("Provider").fill("openai")

@@ -124,8 +124,9 @@
           h("td", { class: "wrap" }, (c.models || []).join(", ")),
           h("td", { class: "num" }, c.priority),
           h("td", { class: "num" }, c.weight),
-          h("td", {}, status),
+          h("td", {}, status, h("br"), h("small", { class: "muted", "data-test-result": c.id, role: "status" })),
           h("td", {}, h("div", { class: "actions" },
+            h("button", { type: "button", class: "secondary outline", "data-action": "test", "data-id": c.id, "aria-label": `Test channel ${c.name}` }, "Test"),
             h("button", { type: "button", class: "secondary outline", "data-action": "toggle", "data-id": c.id }, c.enabled ? "Disable" : "Enable"),
             h("button", { type: "button", "data-action": "edit", "data-id": c.id }, "Edit"))));
       }, "No channels yet. Add one below to start serving requests.");
@@ -136,12 +137,28 @@
       if (!btn) return;
       const channel = byId[btn.dataset.id];
       if (btn.dataset.action === "edit") return editMode(channel);
+      if (btn.dataset.action === "test") return testChannel(btn, channel);
       act(main, btn, async () => {
         await MG.api("PATCH", `/api/admin/channels/${channel.id}`, { enabled: !channel.enabled });
         MG.toast(`Channel ${channel.name} ${channel.enabled ? "disabled" : "enabled"}.`);
         await load();
       });
     });
+    // one tiny unbilled request through the channel; the answer says ok or why not (never the upstream body)
+    function testChannel(btn, channel) {
+      const out = MG.$(tbody, `[data-test-result="${channel.id}"]`);
+      out.textContent = "testing…";
+      act(main, btn, async () => {
+        try {
+          const r = await MG.api("POST", `/api/admin/channels/${channel.id}/test`, {});
+          out.textContent = r.ok ? `ok · ${MG.int(r.latency_ms)} ms` : `failed: ${(r.error && r.error.message) || "no answer"}`;
+        } catch (err) {
+          out.textContent = "";
+          throw err;
+        }
+      });
+    }
+
     cancel.addEventListener("click", () => editMode(null));
     MG.onSubmit(form, async (v) => {
       const body = {
