@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import IntegrityError
 
 from model_go.errors import GatewayError, InvalidRequest
 from model_go.storage.repo import RepoError
@@ -65,6 +66,10 @@ def install(app: FastAPI) -> None:
     async def on_repo_error(request: Request, exc: Exception) -> Response:
         return render(InvalidRequest(str(exc), code="invalid_value"))
 
+    async def on_integrity_error(request: Request, exc: Exception) -> Response:
+        # two requests raced for the same unique value (a username, an email): the loser gets a 409
+        return render(Conflict("That conflicts with data saved a moment ago; please retry."))
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return render(GatewayError())
@@ -72,6 +77,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RepoError, on_repo_error)
+    app.add_exception_handler(IntegrityError, on_integrity_error)
     app.add_exception_handler(Exception, on_unexpected)
 
     app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
