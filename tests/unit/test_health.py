@@ -214,14 +214,14 @@ def test_neutral_outcomes_leave_the_circuit_alone_and_free_the_probe() -> None:
 def test_policy_from_channel_config() -> None:
     settings = Settings(_env_file=None, upstream_first_byte_timeout=300, upstream_idle_timeout=300)
     default = build(channel(), settings)
-    assert default.client_timeout is None and not default.guard_first_byte and not default.custom_total
+    assert default.client_timeout is None and default.first_byte_guard is None and not default.custom_total
     custom = build(
         channel(
             first_byte_timeout=2, idle_timeout=30, total_timeout=60, failure_threshold=5, auto_disable=False
         ),
         settings,
     )
-    assert custom.guard_first_byte and custom.custom_total and not custom.auto_disable
+    assert custom.first_byte_guard == 2 and custom.custom_total and not custom.auto_disable
     assert custom.client_timeout is not None and custom.client_timeout.sock_read == 30
     assert custom.failure_threshold == 5
 

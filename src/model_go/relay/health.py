@@ -86,8 +86,12 @@ class Health:
 
     def admit(self, channel: Channel, model: str) -> int:
         """REFUSED (skip this channel), ADMITTED, or PROBE (this request is the half-open probe)."""
-        if self._disabled and self._disabled.get(channel.id) is channel:
-            return REFUSED
+        if self._disabled:
+            marked = self._disabled.get(channel.id)
+            if marked is channel:
+                return REFUSED
+            if marked is not None:  # re-enabled by the operator: the snapshot holds a new object
+                del self._disabled[channel.id]
         circuits = self._circuits.get(channel.id)
         if circuits is None:
             return ADMITTED

@@ -45,12 +45,9 @@ class ChannelPolicy:
     client_timeout: aiohttp.ClientTimeout | None = None
     # True when the channel's total deadline is tighter than the global one
     custom_total: bool = False
-
-    @property
-    def guard_first_byte(self) -> bool:
-        """aiohttp has one read timeout for headers and body alike: set to the longer of the two,
-        a shorter first-byte deadline needs its own timer around the wait for the headers."""
-        return self.first_byte_timeout < self.idle_timeout
+    # aiohttp has one read timeout for headers and body alike, set to the longer of the two: a
+    # shorter first-byte deadline needs its own timer around the wait for the headers (None: not)
+    first_byte_guard: float | None = None
 
 
 def _number(config: Mapping[str, Any], name: str, default: float, *, integer: bool = False) -> Any:
@@ -90,6 +87,7 @@ def build(channel: Channel, settings: Settings) -> ChannelPolicy:
             aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read) if custom_client else None
         ),
         custom_total=total < settings.upstream_total_timeout,
+        first_byte_guard=first_byte if first_byte < idle else None,
     )
 
 

@@ -33,11 +33,10 @@ QUOTA_CODES = frozenset({"insufficient_quota", "billing_error", "billing_hard_li
 
 
 async def open_upstream(
-    relay: Relay, provider: Provider, channel: Channel, policy: ChannelPolicy, req: UpstreamRequest
+    relay: Relay, provider: Provider, policy: ChannelPolicy, req: UpstreamRequest
 ) -> aiohttp.ClientResponse:
     """The upstream's response with status 200, or the error its failure maps to."""
-    first_byte = policy.first_byte_timeout if policy.guard_first_byte else None
-    resp = await forward.open_response(relay.state.http, req, policy.client_timeout, first_byte)
+    resp = await forward.open_response(relay.state.http, req, policy.client_timeout, policy.first_byte_guard)
     if resp.status == 200:
         return resp
     async with resp:
@@ -89,10 +88,12 @@ async def unary(
 async def fetch(
     relay: Relay, ctx: Context, call: Call, channel: Channel, provider: Provider, policy: ChannelPolicy
 ) -> bytes:
-    chat = ctx.chat
-    req = provider.chat_request(channel, call) if chat else provider.embeddings_request(channel, call)
-    resp = await open_upstream(relay, provider, channel, policy, req)
+    req = provider.chat_request(channel, call) if ctx.chat else provider.embeddings_request(channel, call)
+    resp = await forward.open_response(relay.state.http, req, policy.client_timeout, policy.first_byte_guard)
     async with resp:
+        if resp.status != 200:
+            error_body = await forward.read_all(resp, forward.MAX_ERROR_BODY)
+            raise upstream_failure(provider, resp.status, error_body, resp.headers)
         return await forward.read_all(resp)
 
 
@@ -112,7 +113,7 @@ async def stream(
     translator = provider.stream_translator(call)
     resp: aiohttp.ClientResponse | None = None
     if not provider.local:
-        resp = await open_upstream(relay, provider, channel, policy, provider.chat_request(channel, call))
+        resp = await open_upstream(relay, provider, policy, provider.chat_request(channel, call))
     # The upstream answered: that closes a half-open circuit now, not when a long stream ends.
     relay.health.succeeded(channel, ctx.model, admission, policy)
     # From here on the client has a 200 and an event stream: failures become error events.
