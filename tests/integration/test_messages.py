@@ -273,9 +273,10 @@ def test_cache_tokens_from_an_anthropic_upstream(world: World) -> None:
     message = sdk(world.gw, key).messages.create(
         model="claude-cache", max_tokens=64, messages=[{"role": "user", "content": "cached"}]
     )
-    assert message.usage.cache_read_input_tokens == CACHE_READ
-    # cache writes are billed as input tokens (canonical usage folds them in)
-    assert message.usage.input_tokens == INPUT_TOKENS + CACHE_WRITE
+    # an Anthropic channel's answer comes back as the upstream sent it
+    usage = message.usage
+    assert (usage.input_tokens, usage.cache_read_input_tokens) == (INPUT_TOKENS, CACHE_READ)
+    assert usage.cache_creation_input_tokens == CACHE_WRITE
     row = one_row(world, user_id)
     prompt = INPUT_TOKENS + CACHE_READ + CACHE_WRITE
     assert (row.prompt_tokens, row.cached_tokens) == (prompt, CACHE_READ)
@@ -314,6 +315,52 @@ def test_tool_use_streamed_from_an_anthropic_upstream(world: World) -> None:
     }
     assert upstream_turns[2]["content"] == [
         {"type": "tool_result", "tool_use_id": "toolu_mock_01", "content": "rain"}
+    ]
+
+
+def test_an_anthropic_channel_gets_the_clients_own_body(world: World) -> None:
+    """Thinking signatures, cache_control marks and the like survive when no translation is needed;
+    an OpenAI channel gets the converted request without them."""
+    _, key, _ = world.gw.new_user("10")
+    history: list[Any] = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "long context", "cache_control": {"type": "ephemeral"}}],
+        },
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "let me see", "signature": "sig-abc"},
+                {"type": "text", "text": "ok"},
+            ],
+        },
+        {"role": "user", "content": "go on"},
+    ]
+    client = sdk(world.gw, key)
+    message = client.messages.create(
+        model="claude-x",
+        max_tokens=64,
+        messages=history,
+        system="sys",
+        metadata={"user_id": "u1"},
+        extra_body={"top_k": 3},
+    )
+    assert message.id == "msg_mock01" and message.content[0].text == "echo: go on"  # type: ignore[union-attr]
+    sent = world.claude.requests[-1].body
+    assert sent == {
+        "model": "claude-mock",
+        "max_tokens": 64,
+        "messages": history,
+        "top_k": 3,
+        "system": "sys",
+        "metadata": {"user_id": "u1"},
+    }
+    client.messages.create(model="gpt-lane", max_tokens=64, messages=history)
+    converted = world.lanes.last_body("ok")["messages"]
+    assert converted == [
+        {"role": "user", "content": "long context"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "go on"},
     ]
 
 

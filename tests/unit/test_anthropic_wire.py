@@ -21,6 +21,7 @@ from model_go.errors import (
     UpstreamUnavailable,
 )
 from model_go.providers.base import Usage
+from model_go.relay.anthropic_passthrough import PassthroughEgress, PassthroughStream
 from model_go.wire.anthropic import canonical_request, count_request
 from model_go.wire.anthropic_reply import MessageStream, error_json, message_json
 from model_go.wire.openai import validate_chat
@@ -300,3 +301,21 @@ def test_error_types(error: GatewayError, kind: str) -> None:
         "type": "error",
         "error": {"type": kind, "message": error.message},
     }
+
+
+def test_passthrough_stream_reads_usage_and_hides_upstream_errors() -> None:
+    stream = PassthroughStream()
+    start = b'{"type":"message_start","message":{"usage":{"input_tokens":20,"cache_read_input_tokens":300}}}'
+    out = stream.feed(start)
+    assert out == [b"event: message_start\ndata: " + start + b"\n\n"]
+    stream.feed(b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"abcd"}}')
+    stream.feed(b'{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":7}}')
+    assert stream.usage == Usage(prompt_tokens=320, completion_tokens=7, cached_tokens=300)
+    assert stream.completion_chars == 4 and not stream.finished
+    assert stream.feed(b'{"type":"message_stop"}') and stream.finished
+    failing = PassthroughStream()
+    assert failing.feed(b'{"type":"error","error":{"type":"overloaded_error","message":"sk-secret"}}') == []
+    assert failing.finished and isinstance(failing.error, UpstreamUnavailable)
+    tail = PassthroughEgress().end(Usage(), failing.error)
+    assert b"sk-secret" not in tail and events(tail)[0]["error"]["type"] == "overloaded_error"
+    assert PassthroughEgress().end(Usage(), None) == b""

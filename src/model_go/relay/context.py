@@ -43,6 +43,7 @@ class Context:
     user_agent: str | None
     chat: bool = True
     dialect: Dialect | None = None
+    original: dict[str, Any] | None = None  # the client's body, when a dialect converted it
     egress: Egress | None = None
     outcome: Outcome = field(default_factory=Outcome)
 

@@ -21,8 +21,13 @@ class Egress(Protocol):
 class Dialect(Protocol):
     endpoint: str  # the usage row's endpoint name
 
-    def canonical(self, raw: bytes) -> dict[str, Any]:
-        """The request body, validated, as a canonical chat completions body."""
+    def canonical(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The client's parsed body, validated, as a canonical chat completions body."""
+        ...
+
+    def passthrough(self, provider: str) -> bool:
+        """True when this provider speaks the dialect itself: the client's body goes upstream as
+        it is and the upstream's reply comes back as it is (usage still read on the way)."""
         ...
 
     def error_json(self, exc: GatewayError) -> bytes: ...

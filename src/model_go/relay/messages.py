@@ -9,6 +9,7 @@ import orjson
 
 from model_go.errors import GatewayError
 from model_go.providers.base import Usage
+from model_go.relay import anthropic_passthrough
 from model_go.tokens import estimate_prompt_tokens, text_tokens
 from model_go.wire import anthropic_reply
 from model_go.wire.anthropic import canonical_request, count_request
@@ -23,8 +24,11 @@ def message_id(request_id: str) -> str:
 class AnthropicMessages:
     endpoint = "messages"
 
-    def canonical(self, raw: bytes) -> dict[str, Any]:
-        return canonical_request(parse_json_object(raw))
+    def canonical(self, body: dict[str, Any]) -> dict[str, Any]:
+        return canonical_request(body)
+
+    def passthrough(self, provider: str) -> bool:
+        return provider == anthropic_passthrough.PROVIDER
 
     def error_json(self, exc: GatewayError) -> bytes:
         return anthropic_reply.error_json(exc)

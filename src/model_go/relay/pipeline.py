@@ -8,7 +8,9 @@ circuits, channels just disabled); fail over only before the first byte reached 
 `max_attempts` and the total deadline. Every attempt's outcome feeds the health (relay/health.py).
 
 A route with a dialect (Anthropic's /v1/messages) converts its request to the canonical OpenAI
-format on the way in and the reply, stream and errors back on the way out; the rest is shared.
+format on the way in and the reply, stream and errors back on the way out; the rest is shared. On
+a channel that speaks the dialect itself (an Anthropic channel), the client's body goes upstream
+and the reply comes back untranslated (relay/anthropic_passthrough.py).
 
 Nothing here touches the database: keys, channels and prices come from the in-memory snapshot,
 money from the in-process ledger, the usage row is written later by the batched writer, and
@@ -194,10 +196,9 @@ class Relay:
         settings = self.state.settings
         key = self._authenticate(scope)
         raw = await read_body(scope, receive, settings.max_body_bytes)
-        if dialect is None:
-            body = wire.parse_json_object(raw)
-        else:
-            body = dialect.canonical(raw)
+        body = original = wire.parse_json_object(raw)
+        if dialect is not None:
+            body = dialect.canonical(original)
             raw = orjson.dumps(body)  # what goes upstream, and what the reservation is bounded by
         chat = endpoint != "embeddings"
         if chat:
@@ -218,6 +219,7 @@ class Relay:
             user_agent=header(scope, b"user-agent"),
             chat=chat,
             dialect=dialect,
+            original=original if dialect is not None else None,
         )
         limit_headers = self._check_limits(key)
         concurrency = settings.default_concurrency

@@ -14,7 +14,7 @@ import aiohttp
 from model_go.errors import GatewayError, UpstreamError, UpstreamTimeout
 from model_go.providers import REGISTRY, errors
 from model_go.providers.base import Call, Channel, Provider, StreamTranslator, UpstreamRequest
-from model_go.relay import forward
+from model_go.relay import anthropic_passthrough, forward
 from model_go.relay.asgi import Receive, Send, send_json
 from model_go.relay.context import CLIENT_CLOSED, Context, message_chars, usage_or_estimate
 from model_go.relay.policy import ChannelPolicy
@@ -55,10 +55,13 @@ async def unary(
     deadline: float,
 ) -> None:
     provider = REGISTRY[channel.provider]
+    dialect = ctx.dialect
+    passthrough = dialect is not None and dialect.passthrough(provider.name)
     if provider.local:
         local: Any = provider
         upstream_body = local.respond(call) if ctx.chat else local.respond_embeddings(call)
     else:
+        req = upstream_request(ctx, call, channel, provider, passthrough)
         # an asyncio timer costs ~10 µs: only when the total deadline can be nearer than the
         # first-byte and idle bounds the shared session already enforces
         now = time.monotonic()
@@ -66,12 +69,14 @@ async def unary(
         if policy.custom_total or attempt_deadline - now < policy.first_byte_timeout:
             try:
                 async with asyncio.timeout_at(attempt_deadline):
-                    upstream_body = await fetch(relay, ctx, call, channel, provider, policy)
+                    upstream_body = await fetch(relay, provider, policy, req)
             except TimeoutError:
                 raise UpstreamTimeout("The upstream provider exceeded the total time limit.") from None
         else:
-            upstream_body = await fetch(relay, ctx, call, channel, provider, policy)
-    if ctx.chat:
+            upstream_body = await fetch(relay, provider, policy, req)
+    if passthrough:
+        out, usage = anthropic_passthrough.reply(upstream_body)
+    elif ctx.chat:
         out, usage = provider.chat_response(call, upstream_body)
     else:
         out, usage = provider.embeddings_response(call, upstream_body)
@@ -80,15 +85,20 @@ async def unary(
     if usage is None and ctx.chat:
         ctx.outcome.completion_chars = message_chars(out)
     ctx.outcome.ttft_ms = int((time.perf_counter() - ctx.started) * 1000)
-    if ctx.dialect is not None:
-        out = ctx.dialect.reply(out, ctx.request_id, ctx.model, usage_or_estimate(ctx))
+    if dialect is not None and not passthrough:
+        out = dialect.reply(out, ctx.request_id, ctx.model, usage_or_estimate(ctx))
     await send_json(send, 200, out, extra)
 
 
-async def fetch(
-    relay: Relay, ctx: Context, call: Call, channel: Channel, provider: Provider, policy: ChannelPolicy
-) -> bytes:
-    req = provider.chat_request(channel, call) if ctx.chat else provider.embeddings_request(channel, call)
+def upstream_request(
+    ctx: Context, call: Call, channel: Channel, provider: Provider, passthrough: bool
+) -> UpstreamRequest:
+    if passthrough and ctx.original is not None:
+        return anthropic_passthrough.request(provider, channel, call, ctx.original)
+    return provider.chat_request(channel, call) if ctx.chat else provider.embeddings_request(channel, call)
+
+
+async def fetch(relay: Relay, provider: Provider, policy: ChannelPolicy, req: UpstreamRequest) -> bytes:
     resp = await forward.open_response(relay.state.http, req, policy.client_timeout, policy.first_byte_guard)
     async with resp:
         if resp.status != 200:
@@ -110,17 +120,24 @@ async def stream(
     deadline: float,
 ) -> None:
     provider = REGISTRY[channel.provider]
-    translator = provider.stream_translator(call)
+    dialect = ctx.dialect
+    passthrough = dialect is not None and dialect.passthrough(provider.name)
+    translator: StreamTranslator = (
+        anthropic_passthrough.PassthroughStream() if passthrough else provider.stream_translator(call)
+    )
     resp: aiohttp.ClientResponse | None = None
     if not provider.local:
-        resp = await open_upstream(relay, provider, policy, provider.chat_request(channel, call))
+        req = upstream_request(ctx, call, channel, provider, passthrough)
+        resp = await open_upstream(relay, provider, policy, req)
     # The upstream answered: that closes a half-open circuit now, not when a long stream ends.
     relay.health.succeeded(channel, ctx.model, admission, policy)
     # From here on the client has a 200 and an event stream: failures become error events.
     await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *extra]})
     ctx.outcome.delivered = True
-    if ctx.dialect is not None:
-        ctx.egress = ctx.dialect.stream(ctx.request_id, ctx.model, estimate_prompt_tokens(ctx.body))
+    if passthrough:
+        ctx.egress = anthropic_passthrough.PassthroughEgress()
+    elif dialect is not None:
+        ctx.egress = dialect.stream(ctx.request_id, ctx.model, estimate_prompt_tokens(ctx.body))
         await send({"type": "http.response.body", "body": ctx.egress.feed([]), "more_body": True})
     watcher = asyncio.create_task(_watch_disconnect(receive, ctx, asyncio.current_task()))
     try:
