@@ -44,6 +44,7 @@ CHANNELS: dict[str, tuple[str, str, int, int, list[str], list[str]]] = {
     "w3": ("w3", "ok", 0, 3, ["split"], []),
     "w1": ("w1", "ok", 0, 1, ["split"], []),
     "storm": ("storm", "error:500", 0, 1, ["storm-model"], ["cooldown_seconds=1"]),
+    **{f"many-{i}": (f"many-{i}", "error:500", 0, 1, ["many-model"], []) for i in range(4)},
 }
 MODELS = sorted({m for *_, models, _ in CHANNELS.values() for m in models})
 
@@ -140,6 +141,16 @@ def test_failover_to_the_next_channel_before_the_first_byte(routing: Routing, mo
     for row in rows:
         assert (row.status_code, row.attempts, row.channel_id) == (200, 2, routing.ids["backup"])
         assert row.cost_micros == PROMPT_TOKENS + 3 * 2
+
+
+def test_attempts_are_bounded_by_max_attempts(routing: Routing) -> None:
+    gw, lanes = routing.gw, routing.lanes
+    _, key, user_id = gw.new_user("10")
+    resp = ask(gw, key, "many-model")
+    assert resp.status_code == 502 and resp.json()["error"]["code"] == "upstream_error"
+    assert sum(lanes.hits[f"many-{i}"] for i in range(4)) == 3  # MODELGO_MAX_ATTEMPTS
+    row = gw.wait_for_usage(user_id, 1)[0]
+    assert (row.attempts, row.status_code, row.cost_micros) == (3, 502, 0)
 
 
 def test_failover_when_the_first_channel_times_out(routing: Routing) -> None:
