@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="model-go",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI would load scripts from a CDN; /openapi.json is the contract
         redoc_url=None,
     )
     relay = Relay()

@@ -45,8 +45,11 @@ def _require_chromium() -> None:
     pytest.skip("/usr/bin/chromium is missing (apt-get install chromium): skipping the browser tests")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped on purpose: Playwright's sync API keeps an event loop running on this thread
+    while it is open, and under pytest-xdist the same worker then runs other modules whose
+    asyncio.run() calls would fail. Closing it at the end of each module gives the thread back."""
     _require_chromium()
     from playwright.sync_api import sync_playwright
 

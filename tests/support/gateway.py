@@ -95,7 +95,7 @@ class Gateway:
             kwargs["database_url"] = self.database_url
         return Settings(**kwargs)
 
-    def start(self, timeout: float = 30) -> Gateway:
+    def start(self, timeout: float = 120) -> Gateway:  # generous: CI machines can be loaded
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
