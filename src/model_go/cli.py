@@ -476,7 +476,8 @@ def channel_test(
 ) -> None:
     """Send one tiny real request (max_tokens 1) through the channel and print status and latency.
     Nothing is billed and no usage row is written."""
-    from model_go.relay.channel_check import channel_from_row, check
+    from model_go.relay.channel_check import check
+    from model_go.relay.snapshot import channel_from_row
 
     settings = Settings()
 

@@ -15,7 +15,6 @@ from model_go.providers import REGISTRY
 from model_go.providers.base import Call, Channel
 from model_go.relay import forward
 from model_go.relay.upstream import upstream_failure
-from model_go.security import KeyRing
 
 PROBE_PROMPT = "ping"
 
@@ -27,21 +26,6 @@ class CheckResult:
     status: int | None  # the upstream's HTTP status, when it answered
     latency_ms: int
     error: GatewayError | None = None
-
-
-def channel_from_row(row: Any, keyring: KeyRing) -> Channel:
-    return Channel(
-        id=row.id,
-        name=row.name,
-        provider=row.provider,
-        base_url=row.base_url,
-        api_key=keyring.decrypt(row.api_key_enc) if row.api_key_enc else None,
-        models=tuple(orjson.loads(row.models)),
-        model_map=orjson.loads(row.model_map or "{}"),
-        priority=row.priority,
-        weight=row.weight,
-        config=orjson.loads(row.config or "{}"),
-    )
 
 
 def probe_call(channel: Channel, model: str) -> Call:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import select
@@ -62,6 +63,22 @@ class Snapshot:
         return [m for m in models if m in key.models]
 
 
+def channel_from_row(row: Any, keyring: KeyRing) -> Channel:
+    """A channels row as the translators see it, its key decrypted (in memory only)."""
+    return Channel(
+        id=row.id,
+        name=row.name,
+        provider=row.provider,
+        base_url=row.base_url,
+        api_key=keyring.decrypt(row.api_key_enc) if row.api_key_enc else None,
+        models=tuple(orjson.loads(row.models)),
+        model_map=orjson.loads(row.model_map or "{}"),
+        priority=row.priority,
+        weight=row.weight,
+        config=orjson.loads(row.config or "{}"),
+    )
+
+
 async def load(conn: AsyncConnection, keyring: KeyRing) -> tuple[Snapshot, dict[int, int]]:
     """Read everything the request path needs; also returns every user's balance."""
     snap = Snapshot(version=await repo.config_version(conn))
@@ -87,18 +104,7 @@ async def load(conn: AsyncConnection, keyring: KeyRing) -> tuple[Snapshot, dict[
     for row in channel_rows:
         if row.provider not in REGISTRY:
             continue
-        channel = Channel(
-            id=row.id,
-            name=row.name,
-            provider=row.provider,
-            base_url=row.base_url,
-            api_key=keyring.decrypt(row.api_key_enc) if row.api_key_enc else None,
-            models=tuple(orjson.loads(row.models)),
-            model_map=orjson.loads(row.model_map or "{}"),
-            priority=row.priority,
-            weight=row.weight,
-            config=orjson.loads(row.config or "{}"),
-        )
+        channel = channel_from_row(row, keyring)
         for model in channel.models:
             snap.routes.setdefault(model, []).append(channel)
     return snap, balances
