@@ -103,6 +103,26 @@ def test_admin_channels_prices_and_usage(api_gw: Gateway) -> None:
     assert boss.call("PATCH", "/api/admin/channels/99999", json={"weight": 2}).status_code == 404
     listed = boss.get("/api/admin/channels")
     assert name in listed.text and "sk-upstream" not in listed.text
+    # health as the relay records it: a request routed to the dead channel shows up as its last error
+    boss.call("PATCH", f"/api/admin/channels/{channel['id']}", json={"enabled": True})
+    boss.call("PUT", "/api/admin/prices/extra-model", json={"input": "1", "output": "1"})
+    boss.post(f"/api/admin/users/{boss.user['id']}/credit", {"amount_usd": "1", "note": "health check"})
+    secret = boss.post("/api/keys", {"name": unique("k")}).json()["secret"]
+    api_gw.wait_key_live(secret)
+    deadline = time.monotonic() + 10
+    while True:
+        relay = httpx.post(
+            api_gw.base_url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {secret}"},
+            json={"model": "extra-model", "messages": [{"role": "user", "content": "x"}]},
+        )
+        view = next(c for c in boss.get("/api/admin/channels").json() if c["id"] == channel["id"])
+        if view["last_error"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert relay.status_code in (503, 404), relay.text
+    assert view["last_error"] and "upstream" in view["last_error"] and view["last_error_at"]
+    assert "cooldown_until" in view
     bad = boss.post(
         "/api/admin/channels", {"name": unique("ch"), "provider": "nope", "base_url": "", "models": ["m"]}
     )

@@ -117,6 +117,10 @@ def _channel_view(row: Any) -> dict[str, Any]:
         "weight": row.weight,
         "enabled": row.enabled,
         "disabled_reason": row.disabled_reason,
+        # health as the relay last recorded it (our own error codes, never upstream text)
+        "last_error": row.last_error,
+        "last_error_at": row.last_error_at,
+        "cooldown_until": row.cooldown_until,
         "has_api_key": row.api_key_enc is not None,
         "created_at": row.created_at,
     }

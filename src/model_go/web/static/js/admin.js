@@ -116,7 +116,10 @@
       const channels = list(await MG.api("GET", "/api/admin/channels"), "channels");
       MG.fillRows(tbody, channels, (c) => {
         byId[c.id] = c;
-        const status = c.enabled ? MG.badge("enabled", "ok") : MG.badge("disabled", "bad");
+        const cooling = c.enabled && c.cooldown_until && new Date(c.cooldown_until) > new Date();
+        const status = !c.enabled ? MG.badge("disabled", "bad")
+          : cooling ? MG.badge(`cooling down until ${MG.datetime(c.cooldown_until)}`, "warn") : MG.badge("enabled", "ok");
+        const lastError = c.last_error ? h("small", { class: "muted" }, `last error ${MG.datetime(c.last_error_at)}: ${c.last_error}`) : null;
         return h("tr", {},
           h("td", {}, c.id),
           h("td", {}, c.name, c.disabled_reason ? h("br") : null, c.disabled_reason ? h("small", { class: "muted" }, c.disabled_reason) : null),
@@ -124,7 +127,7 @@
           h("td", { class: "wrap" }, (c.models || []).join(", ")),
           h("td", { class: "num" }, c.priority),
           h("td", { class: "num" }, c.weight),
-          h("td", {}, status, h("br"), h("small", { class: "muted", "data-test-result": c.id, role: "status" })),
+          h("td", {}, status, lastError ? h("br") : null, lastError, h("br"), h("small", { class: "muted", "data-test-result": c.id, role: "status" })),
           h("td", {}, h("div", { class: "actions" },
             h("button", { type: "button", class: "secondary outline", "data-action": "test", "data-id": c.id, "aria-label": `Test channel ${c.name}` }, "Test"),
             h("button", { type: "button", class: "secondary outline", "data-action": "toggle", "data-id": c.id }, c.enabled ? "Disable" : "Enable"),
