@@ -98,6 +98,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        path = request.url.path
+        wants_page = "text/html" in request.headers.get("accept", "")
+        if exc.status_code == 404 and wants_page and not path.startswith(("/v1/", "/api/", "/static/")):
+            from model_go.web.pages import not_found_page
+
+            return not_found_page()
         messages = {404: "Unknown path.", 405: f"Method {request.method} is not allowed here."}
         message = messages.get(exc.status_code) or str(exc.detail)
         return _error_response(error_for_status(exc.status_code, message))

@@ -208,3 +208,13 @@ def test_upstream_unreachable_is_503(gateway: Gateway, key: str) -> None:
     rows = gateway.wait_for_usage(user_id, 1)
     assert rows[-1].cost_micros == 0, "an upstream failure before any token bills nothing"
     assert gateway.balance(user_id) == 1_000_000
+
+
+def test_browsers_get_an_html_404_page_and_apis_keep_json(gateway: Gateway) -> None:
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    page = httpx.get(gateway.base_url + "/no-such-page", headers=html, timeout=10)
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "Page not found" in page.text and "default-src 'self'" in page.headers["content-security-policy"]
+    for path in ("/v1/nope", "/api/nope"):
+        assert httpx.get(gateway.base_url + path, headers=html, timeout=10).json()["error"]["message"]
+    assert_error(httpx.get(gateway.base_url + "/no-such-page", timeout=10), 404)

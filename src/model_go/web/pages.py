@@ -120,6 +120,19 @@ def page_router() -> APIRouter:
     return router
 
 
+NOT_FOUND = Page("", "auth/not_found.html", "Page not found", "public")
+
+
+def not_found_page() -> HTMLResponse:
+    """The 404 a browser gets for an unknown page address (APIs keep their JSON 404)."""
+    html = (
+        make_environment()
+        .get_template(NOT_FOUND.template)
+        .render(page=NOT_FOUND, path_params={}, request_path="")
+    )
+    return HTMLResponse(html, status_code=404, headers={**PAGE_HEADERS, "Cache-Control": "no-store"})
+
+
 def mount_dashboard(app: FastAPI) -> None:
     """Mount the page routes and /static on the app (called once from create_app)."""
     app.include_router(page_router())
