@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,24 @@ async def _price_all(conn: AsyncConnection, _keyring: KeyRing) -> None:
         await repo.set_price(
             conn, model, input_per_1m=1_000_000, output_per_1m=2_000_000, cached_input_per_1m=500_000
         )
+
+
+def add_mock_channel(gw: Gateway, upstream: MockUpstream, models: Sequence[str] = MOCK_MODELS) -> None:
+    """Before start: a channel named `mock` to the mock upstream (with a key), and every mock price."""
+    gw.cli(
+        "channel",
+        "add",
+        "mock",
+        "--provider",
+        "openai",
+        "--base-url",
+        upstream.base_url,
+        "--models",
+        ",".join(models),
+        "--api-key-stdin",
+        input=UPSTREAM_KEY + "\n",
+    )
+    gw.db(_price_all)
 
 
 @pytest.fixture(scope="session")
@@ -76,20 +94,7 @@ def gateway(
         MODELGO_KEEPALIVE_SECONDS="0.3",
         MODELGO_MAX_BODY_BYTES="65536",
     )
-    gw.cli(
-        "channel",
-        "add",
-        "mock",
-        "--provider",
-        "openai",
-        "--base-url",
-        upstream.base_url,
-        "--models",
-        ",".join(MOCK_MODELS),
-        "--api-key-stdin",
-        input=UPSTREAM_KEY + "\n",
-    )
-    gw.db(_price_all)
+    add_mock_channel(gw, upstream)
     gw.start()
     yield gw
     gw.stop()

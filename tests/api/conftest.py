@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import MOCK_MODELS, UPSTREAM_KEY, _price_all, make_gateway
+from tests.conftest import add_mock_channel, make_gateway
 from tests.support.gateway import Gateway, drop_pg_database
 from tests.support.mock_openai import MockUpstream
 from tests.support.smtp import MailBox
@@ -43,20 +43,7 @@ def start_api_gateway(
         settings["MODELGO_INSECURE_COOKIES"] = "true"
     gw = make_gateway(tmp, backend, **settings)
     gw.extra_env["MODELGO_PUBLIC_URL"] = gw.base_url
-    gw.cli(
-        "channel",
-        "add",
-        "mock",
-        "--provider",
-        "openai",
-        "--base-url",
-        upstream.base_url,
-        "--models",
-        ",".join(MOCK_MODELS),
-        "--api-key-stdin",
-        input=UPSTREAM_KEY + "\n",
-    )
-    gw.db(_price_all)
+    add_mock_channel(gw, upstream)
     gw.cli(
         "user",
         "add",

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.conftest import ARTIFACTS, MOCK_MODELS, UPSTREAM_KEY, _price_all, make_gateway
+from tests.conftest import ARTIFACTS, add_mock_channel, make_gateway
 from tests.support.gateway import Gateway
 from tests.support.mock_openai import MockUpstream
 from tests.support.smtp import MailBox
@@ -91,20 +91,7 @@ def site(
         **mailbox.env(),
     )
     gw.extra_env["MODELGO_PUBLIC_URL"] = gw.base_url
-    gw.cli(
-        "channel",
-        "add",
-        "mock",
-        "--provider",
-        "openai",
-        "--base-url",
-        upstream.base_url,
-        "--models",
-        ",".join(MOCK_MODELS),
-        "--api-key-stdin",
-        input=UPSTREAM_KEY + "\n",
-    )
-    in_thread(lambda: gw.db(_price_all))
+    in_thread(lambda: add_mock_channel(gw, upstream))
     admin = "admin" + uuid.uuid4().hex[:6]
     email = f"{admin}@example.com"
     gw.cli("user", "add", admin, "--email", email, "--admin", "--password-stdin", input=ADMIN_PASSWORD + "\n")

@@ -11,7 +11,7 @@ import openai
 import pytest
 from sqlalchemy import MetaData, select
 
-from tests.conftest import UPSTREAM_KEY, _price_all, make_gateway
+from tests.conftest import UPSTREAM_KEY, add_mock_channel, make_gateway
 from tests.support.gateway import Gateway, drop_pg_database
 from tests.support.mock_openai import MockUpstream
 
@@ -21,20 +21,7 @@ def fresh_gateway(backend: str, upstream: MockUpstream, tmp_path: Path) -> Itera
     gw = make_gateway(
         tmp_path / "gw", backend, MODELGO_MAX_BODY_BYTES="65536", MODELGO_USAGE_FLUSH_SECONDS="1"
     )
-    gw.cli(
-        "channel",
-        "add",
-        "mock",
-        "--provider",
-        "openai",
-        "--base-url",
-        upstream.base_url,
-        "--models",
-        "gpt-mock,mock-500,mock-drop,mock-slow-stream",
-        "--api-key-stdin",
-        input=UPSTREAM_KEY + "\n",
-    )
-    gw.db(_price_all)
+    add_mock_channel(gw, upstream, ["gpt-mock", "mock-500", "mock-drop", "mock-slow-stream"])
     gw.start()
     yield gw
     gw.stop()
