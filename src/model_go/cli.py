@@ -23,6 +23,7 @@ from model_go.security import KeyRing
 from model_go.settings import Settings
 from model_go.storage import repo
 from model_go.storage.db import make_engine, migrate
+from model_go.storage.tables import USAGE_VIEW_FIELDS
 
 T = TypeVar("T")
 
@@ -585,27 +586,7 @@ def price_list() -> None:
 
 # -- usage --------------------------------------------------------------------------------------
 
-USAGE_FIELDS = (
-    "request_id",
-    "username",
-    "key_id",
-    "endpoint",
-    "model",
-    "channel_id",
-    "stream",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "usage_estimated",
-    "cost_micros",
-    "status_code",
-    "error_code",
-    "attempts",
-    "latency_ms",
-    "ttft_ms",
-    "client_ip",
-    "user_agent",
-)
+USAGE_FIELDS = ("username", *USAGE_VIEW_FIELDS)
 
 
 @usage_app.command("list")

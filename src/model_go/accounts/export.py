@@ -13,29 +13,9 @@ from model_go.accounts import policy
 from model_go.accounts import users as user_store
 from model_go.billing.money import micros_to_usd
 from model_go.storage.account_tables import consent_events, ticket_messages, tickets
-from model_go.storage.tables import api_keys, ledger, usage_logs, utcnow
+from model_go.storage.tables import USAGE_VIEW_FIELDS, api_keys, ledger, usage_logs, utcnow
 
-USAGE_EXPORT_FIELDS = (
-    "request_id",
-    "created_at",
-    "endpoint",
-    "model",
-    "key_id",
-    "channel_id",
-    "stream",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "usage_estimated",
-    "cost_micros",
-    "status_code",
-    "error_code",
-    "attempts",
-    "latency_ms",
-    "ttft_ms",
-    "client_ip",
-    "user_agent",
-)
+USAGE_EXPORT_FIELDS = USAGE_VIEW_FIELDS
 
 
 def key_view(row: Any) -> dict[str, Any]:

@@ -175,6 +175,9 @@ usage_logs = Table(
     Index("ix_usage_logs_user_created", "user_id", "created_at"),
     Index("ix_usage_logs_created", "created_at"),
 )
+# What a person may see of a usage row (API, CSV, export, CLI): every column but the owner link.
+# str(): column names are a str subclass, which orjson refuses as a dict key.
+USAGE_VIEW_FIELDS: tuple[str, ...] = tuple(str(c.name) for c in usage_logs.columns if c.name != "user_id")
 
 # tables of the accounts feature live in their own module, on the same metadata (Alembic sees them)
 from model_go.storage import account_tables as _account_tables  # noqa: E402, F401

@@ -10,30 +10,9 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing.money import micros_to_usd
-from model_go.storage.tables import usage_logs, users, utcnow
+from model_go.storage.tables import USAGE_VIEW_FIELDS, usage_logs, users, utcnow
 
-ROW_FIELDS = (
-    "id",
-    "request_id",
-    "created_at",
-    "endpoint",
-    "model",
-    "key_id",
-    "channel_id",
-    "stream",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "usage_estimated",
-    "cost_micros",
-    "status_code",
-    "error_code",
-    "attempts",
-    "latency_ms",
-    "ttft_ms",
-    "client_ip",
-    "user_agent",
-)
+ROW_FIELDS = USAGE_VIEW_FIELDS
 
 
 @dataclass(frozen=True)
