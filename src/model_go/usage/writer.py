@@ -132,7 +132,13 @@ class UsageWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=interval)
             self.wakeup.clear()
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("usage flush failed; %d rows kept for the next attempt", self.pending)
+            # Shielded: a shutdown that cancels this loop mid-write must not drop the batch it took
+            # (the rows are out of the buffer by then). The write finishes under the sync lock, and
+            # the final flush in state.stop() waits for that lock before writing what is left.
+            await asyncio.shield(self._flush_logged())
+
+    async def _flush_logged(self) -> None:
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("usage flush failed; %d rows kept for the next attempt", self.pending)
