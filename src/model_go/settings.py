@@ -65,10 +65,6 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'model-go.db').resolve()}"
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.resolved_database_url().startswith("sqlite")
-
     def master_secret(self) -> bytes:
         """The server secret: from MODELGO_SECRET_KEY, else generated once into the data dir (0600)."""
         if self.secret_key is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 MICROS_PER_USD = 1_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000
@@ -50,17 +50,3 @@ def request_cost(
         + completion_tokens * output_per_1m
     )
     return -(-scaled // TOKENS_PER_PRICE_UNIT)
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-__all__ = [
-    "MICROS_PER_USD",
-    "ROUND_CEILING",
-    "ceil_div",
-    "micros_to_usd",
-    "request_cost",
-    "usd_to_micros",
-]

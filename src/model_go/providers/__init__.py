@@ -18,10 +18,3 @@ REGISTRY: dict[str, Provider] = {
     "gemini": GeminiProvider(),
     "azure": AzureProvider(),
 }
-
-
-def get_provider(name: str) -> Provider:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown provider {name!r}; known: {', '.join(sorted(REGISTRY))}") from None

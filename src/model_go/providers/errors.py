@@ -17,7 +17,6 @@ from model_go.errors import (
 )
 
 _SAFE_CODE = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
-RETRYABLE_STATUSES = frozenset({401, 402, 403, 408, 409, 429, 500, 502, 503, 504, 529})
 
 
 def upstream_code(body: bytes) -> str | None:

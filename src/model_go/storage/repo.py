@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import Row, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -306,13 +306,6 @@ async def list_usage(
     if limit:
         query = query.limit(limit)
     return (await conn.execute(query)).all()
-
-
-async def ledger_totals(conn: AsyncConnection, user_id: int) -> int:
-    value = await conn.scalar(
-        select(func.coalesce(func.sum(ledger.c.amount_micros), 0)).where(ledger.c.user_id == user_id)
-    )
-    return int(value or 0)
 
 
 async def update_channel(
