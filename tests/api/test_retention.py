@@ -124,5 +124,5 @@ def test_retention_over_90_days_is_refused(tmp_path: Any) -> None:
     result = gw.cli("retention", "run", check=False)
     assert result.returncode != 0 and "90" in (result.stdout + result.stderr)
     with pytest.raises(RuntimeError, match="90"):
-        gw.start(timeout=20)
+        gw.start()  # returns as soon as the server exits; a loaded machine may take > 20 s to start Python
     gw.stop()
