@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from model_go.accounts import policy
 from model_go.accounts import users as user_store
 from model_go.billing.money import micros_to_usd
+from model_go.storage import repo
 from model_go.storage.account_tables import consent_events, ticket_messages, tickets
 from model_go.storage.tables import USAGE_VIEW_FIELDS, api_keys, ledger, usage_logs, utcnow
 
@@ -63,7 +64,7 @@ async def _tickets(conn: AsyncConnection, user_id: int) -> list[dict[str, Any]]:
 
 
 async def build(conn: AsyncConnection, user_id: int, retention_days: int) -> dict[str, Any]:
-    row = await user_store.by_id(conn, user_id)
+    row = await repo.user_by_id(conn, user_id)
     assert row is not None
     profile = user_store.view(row, await policy.current_version(conn))
     profile.update(

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import Row, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from model_go.accounts import users as user_store
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.errors import AuthenticationFailed, PermissionDenied
 from model_go.passwords import hash_password, needs_rehash, verify_password
+from model_go.storage import repo
 from model_go.storage.tables import users
 
 BAD_LOGIN = "Incorrect login or password."
@@ -30,7 +30,7 @@ async def authenticate(
     ident = login.strip().lower()
     rt.throttle.check(ident, ip)
     async with engine.connect() as conn:
-        row = await user_store.by_login(conn, login)
+        row = await repo.user_by_login(conn, login)
     if not await check_password(rt, row, password):
         rt.throttle.failed(ident, ip)
         raise AuthenticationFailed(BAD_LOGIN, code="invalid_credentials")

@@ -8,7 +8,6 @@ from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.accounts import mailtokens, policy, sessions
-from model_go.accounts import users as user_store
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.errors import InvalidRequest
 from model_go.mail import outbox, templates
@@ -42,9 +41,9 @@ async def register(
             param="accept_policy_version",
             code="policy_version_mismatch",
         )
-    if await user_store.username_taken(conn, username):
+    if await repo.username_taken(conn, username):
         raise InvalidRequest("That username is taken.", param="username", code="username_taken")
-    if await user_store.email_taken(conn, email):
+    if await repo.email_taken(conn, email):
         raise InvalidRequest(
             "An account with this email address already exists.", param="email", code="email_taken"
         )
@@ -87,7 +86,7 @@ async def verify(conn: AsyncConnection, token: str) -> str:
     )
     if redeemed is None:
         raise invalid
-    row = await user_store.by_id(conn, redeemed.user_id)
+    row = await repo.user_by_id(conn, redeemed.user_id)
     if row is None or row.deleted_at is not None:
         raise invalid
     now = utcnow()
@@ -97,7 +96,7 @@ async def verify(conn: AsyncConnection, token: str) -> str:
     new_email = redeemed.new_email
     if new_email is None or row.pending_email != new_email:
         raise invalid  # a later change request replaced this one
-    if await user_store.email_taken(conn, new_email, except_id=row.id):
+    if await repo.email_taken(conn, new_email, except_id=row.id):
         raise InvalidRequest(
             "Another account uses this email address now.", param="token", code="email_taken"
         )
@@ -111,7 +110,7 @@ async def verify(conn: AsyncConnection, token: str) -> str:
 
 async def request_reset(conn: AsyncConnection, rt: AccountsRuntime, email: str) -> None:
     """Queue a reset mail when the address belongs to a live account; say nothing either way."""
-    row = await user_store.by_email(conn, email)
+    row = await repo.user_by_email(conn, email)
     if row is None or row.deleted_at is not None or row.disabled:
         return
     token = await mailtokens.issue(conn, row.id, "reset")
@@ -127,7 +126,7 @@ async def confirm_reset(conn: AsyncConnection, rt: AccountsRuntime, token: str, 
         raise InvalidRequest(
             "This link is invalid, used or expired. Request a new one.", param="token", code="invalid_token"
         )
-    row = await user_store.by_id(conn, redeemed.user_id)
+    row = await repo.user_by_id(conn, redeemed.user_id)
     if row is None or row.deleted_at is not None:
         raise InvalidRequest("This link is invalid, used or expired.", param="token", code="invalid_token")
     # the link arrived by mail, so it also proves the address

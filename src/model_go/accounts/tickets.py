@@ -71,6 +71,11 @@ async def add_message(
     )
 
 
+async def close(conn: AsyncConnection, ticket_id: int) -> None:
+    """Mark a ticket closed; a new message from its owner reopens it."""
+    await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(status="closed"))
+
+
 async def owned(conn: AsyncConnection, ticket_id: int, user_id: int | None) -> Row[Any]:
     """The ticket when `user_id` owns it (or is None: staff). Otherwise 404: never confirm it exists."""
     query = (

@@ -41,7 +41,7 @@ class PasswordChangedOut(BaseModel):
 
 async def _view(state: AppState, rt: AccountsRuntime, principal: Principal) -> dict[str, Any]:
     async with state.engine.connect() as conn:
-        row = await user_store.by_id(conn, principal.id)
+        row = await repo.user_by_id(conn, principal.id)
         assert row is not None
         view = user_store.view(row, await policy.current_version(conn))
     view["csrf_token"] = rt.csrf.token_for(principal.session_id) if principal.session_id else None
@@ -63,7 +63,7 @@ async def patch_me(
     async with state.engine.begin() as conn:
         if body.username is not None and body.username.strip() != user.username:
             username = user_store.check_username(body.username.strip())
-            if await user_store.username_taken(conn, username, except_id=user.id):
+            if await repo.username_taken(conn, username, except_id=user.id):
                 raise InvalidRequest("That username is taken.", param="username", code="username_taken")
             await conn.execute(update(users).where(users.c.id == user.id).values(username=username))
             await repo.bump_version(conn)
@@ -77,7 +77,7 @@ async def _change_email(conn: Any, rt: AccountsRuntime, user: Any, email: str) -
     if email == user.email:
         await conn.execute(update(users).where(users.c.id == user.id).values(pending_email=None))
         return
-    if await user_store.email_taken(conn, email, except_id=user.id):
+    if await repo.email_taken(conn, email, except_id=user.id):
         raise InvalidRequest("Another account uses this email address.", param="email", code="email_taken")
     await conn.execute(update(users).where(users.c.id == user.id).values(pending_email=email))
     token = await mailtokens.issue(conn, user.id, "email_change", new_email=email)
