@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from model_go.accounts import sessions
 from model_go.billing.money import usd_to_micros
 from model_go.errors import InvalidRequest, NotFound
+from model_go.passwords import hash_password
 from model_go.storage import repo
 
 
@@ -40,8 +41,6 @@ async def add(
     """Create a user (optionally with a password, hashed with argon2id); returns its id."""
     password_hash = None
     if password is not None:
-        from model_go.passwords import hash_password
-
         try:
             password_hash = hash_password(password)
         except ValueError as exc:

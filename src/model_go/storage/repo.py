@@ -391,6 +391,10 @@ async def email_taken(conn: AsyncConnection, email: str, *, except_id: int | Non
     return bool(await conn.scalar(query))
 
 
+async def user_count(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(select(func.count()).select_from(users)) or 0)
+
+
 async def list_users(conn: AsyncConnection) -> Sequence[Row[Any]]:
     return (await conn.execute(select(users).order_by(users.c.id))).all()
 

@@ -38,7 +38,7 @@ users = Table(
     Column("balance_micros", BigInteger, nullable=False, default=0),
     Column("rpm_limit", Integer, nullable=True),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
-    # accounts (issue 4). Operator-created users (CLI) count as verified; sign-up sets NULL explicitly.
+    # account fields. Operator-created users (CLI) count as verified; sign-up sets NULL explicitly.
     Column("email_verified_at", UTCDateTime, nullable=True, default=utcnow),
     Column("pending_email", String(254), nullable=True),
     Column("age_confirmed_at", UTCDateTime, nullable=True),  # the 18+ attestation; no birth date is kept

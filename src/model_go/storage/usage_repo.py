@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Row, Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.storage.tables import usage_logs, users, utcnow
@@ -93,3 +93,16 @@ async def daily_summary(conn: AsyncConnection, user_id: int, days: int) -> dict[
         "total_spend_micros": sum(sum(s["spend_micros"]) for s in models.values()),
         "total_requests": sum(sum(s["requests"]) for s in models.values()),
     }
+
+
+async def delete_older_than(conn: AsyncConnection, cutoff: datetime, limit: int) -> int:
+    """Delete up to `limit` usage rows created before `cutoff`; how many went."""
+    ids = [
+        row.id
+        for row in await conn.execute(
+            select(usage_logs.c.id).where(usage_logs.c.created_at < cutoff).limit(limit)
+        )
+    ]
+    if ids:
+        await conn.execute(delete(usage_logs).where(usage_logs.c.id.in_(ids)))
+    return len(ids)
