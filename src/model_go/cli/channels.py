@@ -27,7 +27,6 @@ ADD_OPTIONS = {
     "config": "--config",
     "model_map": "--model-map",
     "models": "--models",
-    "provider": "--provider",
 }
 
 

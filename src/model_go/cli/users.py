@@ -69,7 +69,7 @@ def _set_disabled(username: str, disabled: bool) -> None:
 
 @user_app.command("disable")
 def user_disable(username: str) -> None:
-    """Disable a user: every key stops working within a second."""
+    """Disable a user: every key stops working within a second, every session ends."""
     _set_disabled(username, True)
 
 
