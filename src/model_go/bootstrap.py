@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.security import KeyRing
 from model_go.storage import repo
-from model_go.storage.tables import users
 
 DEMO_CREDIT_MICROS = 5_000_000
 DEMO_MODEL = "demo"
@@ -15,7 +13,7 @@ DEMO_MODEL = "demo"
 
 async def ensure_demo(conn: AsyncConnection, keyring: KeyRing) -> str | None:
     """On an empty database create the demo set-up and return its key; otherwise do nothing."""
-    if await conn.scalar(select(func.count()).select_from(users)):
+    if await repo.user_count(conn):
         return None
     user_id = await repo.create_user(conn, "demo", email=None)
     await repo.add_credit(conn, user_id, DEMO_CREDIT_MICROS, note="demo credit on first start")

@@ -7,6 +7,7 @@
     ├── PermissionDenied              403 permission_error
     ├── NotFound                      404 not_found_error
     ├── MethodNotAllowed              405 invalid_request_error
+    ├── Conflict                      409 invalid_request_error   (the data changed or already exists)
     ├── PayloadTooLarge               413 invalid_request_error
     ├── RateLimited                   429 rate_limit_error        (Retry-After)
     └── UpstreamError                 502 upstream_error
@@ -89,6 +90,12 @@ class MethodNotAllowed(GatewayError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class PayloadTooLarge(GatewayError):

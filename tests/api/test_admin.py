@@ -243,7 +243,7 @@ def test_interrupted_publication_resumes_without_duplicates(api_gw: Gateway, mai
         from sqlalchemy import select
 
         from model_go.accounts import policy
-        from model_go.mail import outbox
+        from model_go.storage import outbox_repo as outbox
         from model_go.storage.account_tables import policy_deliveries
         from model_go.storage.tables import users
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from model_go.mail import outbox
 from model_go.mail.sender import OutboxSender
 from model_go.settings import Settings
+from model_go.storage import outbox_repo as outbox
 from model_go.storage.account_tables import mail_outbox
 from model_go.storage.db import make_engine, migrate
 from model_go.storage.tables import utcnow

@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from model_go.cli import _channel_health as channel_health
 from model_go.security import KeyRing
+from model_go.services.channels import health as channel_health
 from model_go.storage import repo
 from model_go.storage.tables import channels as channels_table
 from tests.conftest import make_gateway

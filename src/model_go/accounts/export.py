@@ -6,14 +6,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.accounts import policy
 from model_go.accounts import users as user_store
 from model_go.billing.money import micros_to_usd
-from model_go.storage.account_tables import consent_events, ticket_messages, tickets
-from model_go.storage.tables import USAGE_VIEW_FIELDS, api_keys, ledger, usage_logs, utcnow
+from model_go.storage import accounts_repo, repo
+from model_go.storage.tables import USAGE_VIEW_FIELDS, utcnow
 
 USAGE_EXPORT_FIELDS = USAGE_VIEW_FIELDS
 
@@ -44,10 +43,8 @@ def ledger_view(row: Any) -> dict[str, Any]:
 
 async def _tickets(conn: AsyncConnection, user_id: int) -> list[dict[str, Any]]:
     out = []
-    for t in await conn.execute(select(tickets).where(tickets.c.user_id == user_id).order_by(tickets.c.id)):
-        messages = await conn.execute(
-            select(ticket_messages).where(ticket_messages.c.ticket_id == t.id).order_by(ticket_messages.c.id)
-        )
+    for t in await accounts_repo.tickets_of(conn, user_id):
+        messages = await accounts_repo.ticket_messages_of(conn, t.id)
         out.append(
             {
                 "id": t.id,
@@ -63,7 +60,7 @@ async def _tickets(conn: AsyncConnection, user_id: int) -> list[dict[str, Any]]:
 
 
 async def build(conn: AsyncConnection, user_id: int, retention_days: int) -> dict[str, Any]:
-    row = await user_store.by_id(conn, user_id)
+    row = await repo.user_by_id(conn, user_id)
     assert row is not None
     profile = user_store.view(row, await policy.current_version(conn))
     profile.update(
@@ -74,21 +71,15 @@ async def build(conn: AsyncConnection, user_id: int, retention_days: int) -> dic
     )
     consents = [
         {"kind": c.kind, "granted": c.granted, "policy_version": c.policy_version, "at": c.created_at}
-        for c in await conn.execute(
-            select(consent_events).where(consent_events.c.user_id == user_id).order_by(consent_events.c.id)
-        )
+        for c in await accounts_repo.consents_of(conn, user_id)
     ]
     since: datetime = utcnow() - timedelta(days=retention_days)
     usage = [
         {name: getattr(u, name) for name in USAGE_EXPORT_FIELDS}
-        for u in await conn.execute(
-            select(usage_logs)
-            .where(usage_logs.c.user_id == user_id, usage_logs.c.created_at >= since)
-            .order_by(usage_logs.c.id)
-        )
+        for u in await accounts_repo.usage_of(conn, user_id, since)
     ]
-    keys = await conn.execute(select(api_keys).where(api_keys.c.user_id == user_id).order_by(api_keys.c.id))
-    entries = await conn.execute(select(ledger).where(ledger.c.user_id == user_id).order_by(ledger.c.id))
+    keys = await repo.list_keys(conn, user_id)
+    entries = await accounts_repo.ledger_of(conn, user_id)
     return {
         "exported_at": utcnow(),
         "format": "model-go-export/1",

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import Row, update
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from model_go.accounts import users as user_store
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.errors import AuthenticationFailed, PermissionDenied
 from model_go.passwords import hash_password, needs_rehash, verify_password
-from model_go.storage.tables import users
+from model_go.storage import accounts_repo, repo
 
 BAD_LOGIN = "Incorrect login or password."
 
@@ -30,7 +29,7 @@ async def authenticate(
     ident = login.strip().lower()
     rt.throttle.check(ident, ip)
     async with engine.connect() as conn:
-        row = await user_store.by_login(conn, login)
+        row = await repo.user_by_login(conn, login)
     if not await check_password(rt, row, password):
         rt.throttle.failed(ident, ip)
         raise AuthenticationFailed(BAD_LOGIN, code="invalid_credentials")
@@ -46,5 +45,5 @@ async def authenticate(
     if needs_rehash(row.password_hash):
         new_hash = await asyncio.to_thread(hash_password, password)
         async with engine.begin() as conn:
-            await conn.execute(update(users).where(users.c.id == row.id).values(password_hash=new_hash))
+            await accounts_repo.update_user(conn, row.id, password_hash=new_hash)
     return row

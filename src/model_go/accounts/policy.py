@@ -8,13 +8,14 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from model_go.mail import outbox, templates
-from model_go.storage.account_tables import consent_events, policy_deliveries, policy_versions
-from model_go.storage.tables import users, utcnow
+from model_go.mail import templates
+from model_go.storage import accounts_repo, policy_repo
+from model_go.storage import outbox_repo as outbox
+from model_go.storage.metadata import utcnow
 
 log = logging.getLogger("model_go.policy")
 
@@ -43,19 +44,18 @@ def _version(row: Row[Any]) -> PolicyVersion:
 
 async def ensure_initial(conn: AsyncConnection) -> None:
     """The first policy version exists from the first start (another replica may race us to it)."""
-    if await conn.scalar(select(policy_versions.c.version).limit(1)) is not None:
+    if await policy_repo.any_version(conn):
         return
     try:
         async with conn.begin_nested():
-            await conn.execute(
-                insert(policy_versions).values(
-                    version=INITIAL_VERSION,
-                    effective_date=INITIAL_EFFECTIVE_DATE,
-                    text=initial_text(),
-                    published_at=utcnow(),
-                    # nobody existed to be mailed about the first version
-                    mailing_completed_at=utcnow(),
-                )
+            await policy_repo.insert_version(
+                conn,
+                version=INITIAL_VERSION,
+                effective_date=INITIAL_EFFECTIVE_DATE,
+                text=initial_text(),
+                published_at=utcnow(),
+                # nobody existed to be mailed about the first version
+                mailing_completed_at=utcnow(),
             )
     except IntegrityError:
         pass
@@ -63,13 +63,7 @@ async def ensure_initial(conn: AsyncConnection) -> None:
 
 async def current(conn: AsyncConnection) -> PolicyVersion:
     """The newest published version is the one every user must have accepted."""
-    row = (
-        await conn.execute(
-            select(policy_versions).order_by(
-                policy_versions.c.published_at.desc(), policy_versions.c.version.desc()
-            )
-        )
-    ).first()
+    row = await policy_repo.newest(conn)
     if row is None:
         raise RuntimeError("no privacy policy version exists")
     return _version(row)
@@ -80,72 +74,43 @@ async def current_version(conn: AsyncConnection) -> str:
 
 
 async def history(conn: AsyncConnection) -> list[PolicyVersion]:
-    query = select(policy_versions).order_by(policy_versions.c.published_at.desc())
-    return [_version(row) for row in await conn.execute(query)]
+    return [_version(row) for row in await policy_repo.all_versions(conn)]
 
 
 async def get(conn: AsyncConnection, version: str) -> PolicyVersion | None:
-    row = (await conn.execute(select(policy_versions).where(policy_versions.c.version == version))).first()
+    row = await policy_repo.version(conn, version)
     return _version(row) if row else None
 
 
 async def record_consent(
     conn: AsyncConnection, user_id: int, kind: str, granted: bool, *, version: str | None = None
 ) -> None:
-    await conn.execute(
-        insert(consent_events).values(
-            user_id=user_id, kind=kind, granted=granted, policy_version=version, created_at=utcnow()
-        )
+    await policy_repo.insert_consent(
+        conn, user_id=user_id, kind=kind, granted=granted, policy_version=version, created_at=utcnow()
     )
 
 
 async def accept(conn: AsyncConnection, user_id: int, version: str) -> None:
-    now = utcnow()
-    await conn.execute(
-        update(users).where(users.c.id == user_id).values(policy_version=version, policy_accepted_at=now)
-    )
+    await accounts_repo.update_user(conn, user_id, policy_version=version, policy_accepted_at=utcnow())
     await record_consent(conn, user_id, "privacy_policy", True, version=version)
 
 
 async def publish(conn: AsyncConnection, version: str, effective_date: str, text: str) -> None:
-    await conn.execute(
-        insert(policy_versions).values(
-            version=version, effective_date=effective_date, text=text, published_at=utcnow()
-        )
-    )
-
-
-def _recipients(version: str) -> Any:
-    """Active users (verified address, not disabled or deleted) not yet mailed about `version`."""
-    already = select(policy_deliveries.c.user_id).where(policy_deliveries.c.version == version)
-    return (
-        select(users.c.id, users.c.username, users.c.email)
-        .where(
-            users.c.email.is_not(None),
-            users.c.email_verified_at.is_not(None),
-            users.c.disabled.is_(False),
-            users.c.deleted_at.is_(None),
-            # someone who already accepted this version (signed up after it) needs no mail
-            (users.c.policy_version.is_(None)) | (users.c.policy_version != version),
-            users.c.id.not_in(already),
-        )
-        .order_by(users.c.id)
-        .limit(MAILING_BATCH)
+    await policy_repo.insert_version(
+        conn, version=version, effective_date=effective_date, text=text, published_at=utcnow()
     )
 
 
 async def mail_batch(conn: AsyncConnection, public_url: str, version: PolicyVersion) -> int:
     """Queue one batch: a delivery row and its mail in the same transaction, so none is sent twice."""
-    rows = (await conn.execute(_recipients(version.version))).all()
+    rows = await policy_repo.unmailed_users(conn, version.version, MAILING_BATCH)
     for row in rows:
         mail = templates.policy_update(public_url, row.username, version.version, version.effective_date)
         mail_id = await outbox.enqueue(
             conn, to=row.email, subject=mail.subject, body=mail.body, kind=mail.kind, user_id=row.id
         )
-        await conn.execute(
-            insert(policy_deliveries).values(
-                version=version.version, user_id=row.id, outbox_id=mail_id, created_at=utcnow()
-            )
+        await policy_repo.insert_delivery(
+            conn, version=version.version, user_id=row.id, outbox_id=mail_id, created_at=utcnow()
         )
     return len(rows)
 
@@ -161,11 +126,7 @@ async def run_mailing(engine: AsyncEngine, public_url: str, version: str) -> int
                     return queued
                 count = await mail_batch(conn, public_url, pv)
                 if count == 0:
-                    await conn.execute(
-                        update(policy_versions)
-                        .where(policy_versions.c.version == version)
-                        .values(mailing_completed_at=utcnow())
-                    )
+                    await policy_repo.mark_mailing_complete(conn, version, utcnow())
                     return queued
         except IntegrityError:
             # another replica queued some of the same users first; its rows stand, we retry the rest
@@ -177,12 +138,7 @@ async def run_mailing(engine: AsyncEngine, public_url: str, version: str) -> int
 async def resume_mailings(engine: AsyncEngine, public_url: str) -> int:
     """Finish every publication whose mailing was interrupted (crash, restart)."""
     async with engine.connect() as conn:
-        pending = [
-            row.version
-            for row in await conn.execute(
-                select(policy_versions.c.version).where(policy_versions.c.mailing_completed_at.is_(None))
-            )
-        ]
+        pending = await policy_repo.unfinished_mailings(conn)
     total = 0
     for version in pending:
         queued = await run_mailing(engine, public_url, version)
@@ -193,10 +149,8 @@ async def resume_mailings(engine: AsyncEngine, public_url: str) -> int:
 
 
 async def delivery_counts(conn: AsyncConnection) -> dict[str, int]:
-    query = select(policy_deliveries.c.version, func.count()).group_by(policy_deliveries.c.version)
-    return {row[0]: int(row[1]) for row in await conn.execute(query)}
+    return await policy_repo.delivery_counts(conn)
 
 
 async def unfinished_versions(conn: AsyncConnection) -> set[str]:
-    query = select(policy_versions.c.version).where(policy_versions.c.mailing_completed_at.is_(None))
-    return {row.version for row in await conn.execute(query)}
+    return set(await policy_repo.unfinished_mailings(conn))

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.accounts.crypto import new_token, token_hash
-from model_go.storage.account_tables import sessions
-from model_go.storage.tables import users, utcnow
+from model_go.storage import accounts_repo
+from model_go.storage.metadata import utcnow
 
 SECURE_COOKIE = "__Host-session"
 INSECURE_COOKIE = "session"
@@ -42,42 +42,24 @@ async def create(conn: AsyncConnection, user_id: int, ttl: timedelta) -> str:
     """A new session for the user; returns the raw id for the cookie (never stored)."""
     session_id = new_token()
     now = utcnow()
-    await conn.execute(
-        insert(sessions).values(
-            id_hash=token_hash(session_id),
-            user_id=user_id,
-            created_at=now,
-            last_seen_at=now,
-            expires_at=now + ttl,
-        )
+    await accounts_repo.insert_session(
+        conn, id_hash=token_hash(session_id), user_id=user_id, now=now, expires_at=now + ttl
     )
     return session_id
 
 
 async def user_for(conn: AsyncConnection, session_id: str) -> Row[Any] | None:
     """The live user behind a session id, or None (unknown, expired, disabled or deleted)."""
-    query = (
-        select(users)
-        .join(sessions, sessions.c.user_id == users.c.id)
-        .where(
-            sessions.c.id_hash == token_hash(session_id),
-            sessions.c.expires_at > utcnow(),
-            users.c.disabled.is_(False),
-            users.c.deleted_at.is_(None),
-        )
-    )
-    return (await conn.execute(query)).first()
+    return await accounts_repo.session_user(conn, token_hash(session_id), utcnow())
 
 
 async def end(conn: AsyncConnection, session_id: str) -> None:
-    await conn.execute(delete(sessions).where(sessions.c.id_hash == token_hash(session_id)))
+    await accounts_repo.delete_session(conn, token_hash(session_id))
 
 
 async def end_all(conn: AsyncConnection, user_id: int) -> int:
-    result = await conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
-    return int(result.rowcount or 0)
+    return await accounts_repo.delete_sessions_of(conn, user_id)
 
 
 async def purge_expired(conn: AsyncConnection) -> int:
-    result = await conn.execute(delete(sessions).where(sessions.c.expires_at <= utcnow()))
-    return int(result.rowcount or 0)
+    return await accounts_repo.delete_expired_sessions(conn, utcnow())

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.accounts import mailtokens, policy, sessions
-from model_go.accounts import users as user_store
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.errors import InvalidRequest
-from model_go.mail import outbox, templates
+from model_go.mail import templates
 from model_go.passwords import check_policy, hash_password
-from model_go.storage import repo
-from model_go.storage.tables import users, utcnow
+from model_go.storage import accounts_repo, repo
+from model_go.storage import outbox_repo as outbox
+from model_go.storage.metadata import utcnow
 
 
 def password_or_400(password: str, param: str = "password") -> None:
@@ -42,32 +41,28 @@ async def register(
             param="accept_policy_version",
             code="policy_version_mismatch",
         )
-    if await user_store.username_taken(conn, username):
+    if await repo.username_taken(conn, username):
         raise InvalidRequest("That username is taken.", param="username", code="username_taken")
-    if await user_store.email_taken(conn, email):
+    if await repo.email_taken(conn, email):
         raise InvalidRequest(
             "An account with this email address already exists.", param="email", code="email_taken"
         )
     now = utcnow()
-    result = await conn.execute(
-        insert(users).values(
-            username=username,
-            email=email,
-            password_hash=password_hash,
-            is_admin=False,
-            disabled=False,
-            balance_micros=0,
-            created_at=now,
-            email_verified_at=None,
-            age_confirmed_at=now,
-            policy_version=version,
-            policy_accepted_at=now,
-            marketing_emails=False,
-        )
+    user_id = await accounts_repo.insert_user(
+        conn,
+        username=username,
+        email=email,
+        password_hash=password_hash,
+        is_admin=False,
+        disabled=False,
+        balance_micros=0,
+        created_at=now,
+        email_verified_at=None,
+        age_confirmed_at=now,
+        policy_version=version,
+        policy_accepted_at=now,
+        marketing_emails=False,
     )
-    pk = result.inserted_primary_key
-    assert pk is not None
-    user_id = int(pk[0])
     await policy.record_consent(conn, user_id, "age_18_plus", True)
     await policy.record_consent(conn, user_id, "privacy_policy", True, version=version)
     await repo.bump_version(conn)  # the relay's snapshot learns about the new user
@@ -87,31 +82,27 @@ async def verify(conn: AsyncConnection, token: str) -> str:
     )
     if redeemed is None:
         raise invalid
-    row = await user_store.by_id(conn, redeemed.user_id)
+    row = await repo.user_by_id(conn, redeemed.user_id)
     if row is None or row.deleted_at is not None:
         raise invalid
     now = utcnow()
     if redeemed.purpose == "verify":
-        await conn.execute(update(users).where(users.c.id == row.id).values(email_verified_at=now))
+        await accounts_repo.update_user(conn, row.id, email_verified_at=now)
         return str(row.email)
     new_email = redeemed.new_email
     if new_email is None or row.pending_email != new_email:
         raise invalid  # a later change request replaced this one
-    if await user_store.email_taken(conn, new_email, except_id=row.id):
+    if await repo.email_taken(conn, new_email, except_id=row.id):
         raise InvalidRequest(
             "Another account uses this email address now.", param="token", code="email_taken"
         )
-    await conn.execute(
-        update(users)
-        .where(users.c.id == row.id)
-        .values(email=new_email, pending_email=None, email_verified_at=now)
-    )
+    await accounts_repo.update_user(conn, row.id, email=new_email, pending_email=None, email_verified_at=now)
     return new_email
 
 
 async def request_reset(conn: AsyncConnection, rt: AccountsRuntime, email: str) -> None:
     """Queue a reset mail when the address belongs to a live account; say nothing either way."""
-    row = await user_store.by_email(conn, email)
+    row = await repo.user_by_email(conn, email)
     if row is None or row.deleted_at is not None or row.disabled:
         return
     token = await mailtokens.issue(conn, row.id, "reset")
@@ -127,14 +118,14 @@ async def confirm_reset(conn: AsyncConnection, rt: AccountsRuntime, token: str, 
         raise InvalidRequest(
             "This link is invalid, used or expired. Request a new one.", param="token", code="invalid_token"
         )
-    row = await user_store.by_id(conn, redeemed.user_id)
+    row = await repo.user_by_id(conn, redeemed.user_id)
     if row is None or row.deleted_at is not None:
         raise InvalidRequest("This link is invalid, used or expired.", param="token", code="invalid_token")
     # the link arrived by mail, so it also proves the address
     values: dict[str, object] = {"password_hash": password_hash}
     if row.email_verified_at is None:
         values["email_verified_at"] = utcnow()
-    await conn.execute(update(users).where(users.c.id == row.id).values(**values))
+    await accounts_repo.update_user(conn, row.id, **values)
     await sessions.end_all(conn, row.id)
     mail = templates.password_changed(row.username)
     await outbox.enqueue(

@@ -1,16 +1,14 @@
-"""Reading users: lookup by login, the public view of a user, and input normalisation."""
+"""Users as the accounts feature sees them: the public view of a user, and input normalisation."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Row
 
 from model_go.billing.money import micros_to_usd
 from model_go.errors import InvalidRequest
 from model_go.storage import repo
-from model_go.storage.tables import users
 
 TOMBSTONE_PREFIX = "deleted-"
 
@@ -32,35 +30,6 @@ def check_username(username: str) -> str:
     if username.lower().startswith(TOMBSTONE_PREFIX):
         raise InvalidRequest("That username is reserved.", param="username", code="invalid_username")
     return username
-
-
-async def by_id(conn: AsyncConnection, user_id: int) -> Row[Any] | None:
-    return (await conn.execute(select(users).where(users.c.id == user_id))).first()
-
-
-async def by_login(conn: AsyncConnection, login: str) -> Row[Any] | None:
-    """An email address (case-insensitive) or an exact username; deleted accounts never match."""
-    login = login.strip()
-    condition = users.c.email == login.lower() if "@" in login else users.c.username == login
-    return (await conn.execute(select(users).where(condition, users.c.deleted_at.is_(None)))).first()
-
-
-async def by_email(conn: AsyncConnection, email: str) -> Row[Any] | None:
-    return (await conn.execute(select(users).where(users.c.email == email.lower()))).first()
-
-
-async def username_taken(conn: AsyncConnection, username: str, *, except_id: int | None = None) -> bool:
-    query = select(func.count()).select_from(users).where(func.lower(users.c.username) == username.lower())
-    if except_id is not None:
-        query = query.where(users.c.id != except_id)
-    return bool(await conn.scalar(query))
-
-
-async def email_taken(conn: AsyncConnection, email: str, *, except_id: int | None = None) -> bool:
-    query = select(func.count()).select_from(users).where(users.c.email == email)
-    if except_id is not None:
-        query = query.where(users.c.id != except_id)
-    return bool(await conn.scalar(query))
 
 
 def view(row: Row[Any], current_policy: str) -> dict[str, Any]:

@@ -21,13 +21,14 @@ from model_go.api.schemas import (
     UserEnvelope,
 )
 from model_go.errors import InvalidRequest
+from model_go.storage import repo
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
 async def me_view(state: StateDep, user_id: int) -> dict[str, Any]:
     async with state.engine.connect() as conn:
-        row = await user_store.by_id(conn, user_id)
+        row = await repo.user_by_id(conn, user_id)
         assert row is not None
         return user_store.view(row, await policy.current_version(conn))
 

@@ -12,16 +12,10 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 
-from model_go.errors import GatewayError, InvalidRequest
+from model_go.errors import Conflict, GatewayError, InvalidRequest
 from model_go.storage.repo import RepoError
 
 log = logging.getLogger("model_go.api")
-
-
-class Conflict(GatewayError):
-    status = 409
-    type = "invalid_request_error"
-    code = "conflict"
 
 
 def render(error: GatewayError) -> JSONResponse:

@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
-from sqlalchemy import update
 
 from model_go.accounts import erasure, mailtokens, policy, sessions, signup
 from model_go.accounts import export as exporter
@@ -26,10 +25,11 @@ from model_go.api.schemas import (
     UserOut,
 )
 from model_go.errors import InvalidRequest
-from model_go.mail import outbox, templates
+from model_go.mail import templates
 from model_go.state import AppState
-from model_go.storage import repo
-from model_go.storage.tables import users, utcnow
+from model_go.storage import accounts_repo, repo
+from model_go.storage import outbox_repo as outbox
+from model_go.storage.metadata import utcnow
 
 router = APIRouter(prefix="/api/me", tags=["me"])
 
@@ -41,7 +41,7 @@ class PasswordChangedOut(BaseModel):
 
 async def _view(state: AppState, rt: AccountsRuntime, principal: Principal) -> dict[str, Any]:
     async with state.engine.connect() as conn:
-        row = await user_store.by_id(conn, principal.id)
+        row = await repo.user_by_id(conn, principal.id)
         assert row is not None
         view = user_store.view(row, await policy.current_version(conn))
     view["csrf_token"] = rt.csrf.token_for(principal.session_id) if principal.session_id else None
@@ -63,9 +63,9 @@ async def patch_me(
     async with state.engine.begin() as conn:
         if body.username is not None and body.username.strip() != user.username:
             username = user_store.check_username(body.username.strip())
-            if await user_store.username_taken(conn, username, except_id=user.id):
+            if await repo.username_taken(conn, username, except_id=user.id):
                 raise InvalidRequest("That username is taken.", param="username", code="username_taken")
-            await conn.execute(update(users).where(users.c.id == user.id).values(username=username))
+            await accounts_repo.update_user(conn, user.id, username=username)
             await repo.bump_version(conn)
         if body.email is not None:
             await _change_email(conn, rt, user, user_store.normalize_email(body.email))
@@ -75,11 +75,11 @@ async def patch_me(
 
 async def _change_email(conn: Any, rt: AccountsRuntime, user: Any, email: str) -> None:
     if email == user.email:
-        await conn.execute(update(users).where(users.c.id == user.id).values(pending_email=None))
+        await accounts_repo.update_user(conn, user.id, pending_email=None)
         return
-    if await user_store.email_taken(conn, email, except_id=user.id):
+    if await repo.email_taken(conn, email, except_id=user.id):
         raise InvalidRequest("Another account uses this email address.", param="email", code="email_taken")
-    await conn.execute(update(users).where(users.c.id == user.id).values(pending_email=email))
+    await accounts_repo.update_user(conn, user.id, pending_email=email)
     token = await mailtokens.issue(conn, user.id, "email_change", new_email=email)
     mail = templates.confirm_new_email(rt.public_url, user.username, token)
     await outbox.enqueue(
@@ -107,7 +107,7 @@ async def change_password(
     new_hash = await signup.hash_in_thread(body.new_password)
     session_id = None
     async with state.engine.begin() as conn:
-        await conn.execute(update(users).where(users.c.id == principal.id).values(password_hash=new_hash))
+        await accounts_repo.update_user(conn, principal.id, password_hash=new_hash)
         await sessions.end_all(conn, principal.id)
         if principal.session_id:
             session_id = await sessions.create(conn, principal.id, rt.session_ttl)
@@ -181,10 +181,8 @@ async def set_consent(
 ) -> dict[str, Any]:
     """Give or withdraw consent to non-essential (marketing) email."""
     async with state.engine.begin() as conn:
-        await conn.execute(
-            update(users)
-            .where(users.c.id == principal.id)
-            .values(marketing_emails=body.marketing_emails, marketing_updated_at=utcnow())
+        await accounts_repo.update_user(
+            conn, principal.id, marketing_emails=body.marketing_emails, marketing_updated_at=utcnow()
         )
         await policy.record_consent(conn, principal.id, "marketing_emails", body.marketing_emails)
     return await _view(state, rt, principal)

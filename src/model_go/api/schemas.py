@@ -94,6 +94,11 @@ class ChannelIn(Strict):
     priority: int = 0
     weight: int = Field(default=1, ge=1, le=1_000_000)
     api_key: str | None = Field(default=None, max_length=4096)
+    config: dict[str, Any] | None = Field(
+        default=None,
+        max_length=50,
+        description='Channel options, e.g. {"api_version": "2024-10-21", "default_max_tokens": 8192}.',
+    )
 
 
 class ChannelPatch(Strict):

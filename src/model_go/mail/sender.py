@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from model_go.mail import outbox
 from model_go.mail.smtp import SmtpMailer
+from model_go.storage import outbox_repo as outbox
 
 log = logging.getLogger("model_go.mail")
 

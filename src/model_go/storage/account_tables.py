@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text
 
-from model_go.storage.tables import UTCDateTime, metadata, utcnow
+from model_go.storage.metadata import UTCDateTime, metadata, utcnow
 
 # Server-side sessions. Only a SHA-256 of the session id is stored; the id itself lives in the cookie.
 sessions = Table(

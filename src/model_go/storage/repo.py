@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, insert, select, update
+from sqlalchemy import Row, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -99,11 +99,8 @@ async def create_user(
     return int(pk[0])
 
 
-async def user_by_username(conn: AsyncConnection, username: str) -> Row[Any]:
-    row = (await conn.execute(select(users).where(users.c.username == username))).first()
-    if row is None:
-        raise RepoError(f"no such user: {username}")
-    return row
+async def user_by_username(conn: AsyncConnection, username: str) -> Row[Any] | None:
+    return (await conn.execute(select(users).where(users.c.username == username))).first()
 
 
 async def set_user_disabled(conn: AsyncConnection, user_id: int, disabled: bool) -> None:
@@ -347,3 +344,106 @@ async def update_channel(
         return False
     await bump_version(conn)
     return True
+
+
+async def channel_by_id(conn: AsyncConnection, channel_id: int) -> Row[Any] | None:
+    return (await conn.execute(select(channels).where(channels.c.id == channel_id))).first()
+
+
+async def channel_by_name(conn: AsyncConnection, name: str) -> Row[Any] | None:
+    return (await conn.execute(select(channels).where(channels.c.name == name))).first()
+
+
+async def price_of(conn: AsyncConnection, model: str) -> Row[Any] | None:
+    return (await conn.execute(select(prices).where(prices.c.model == model))).first()
+
+
+# users, keys and the ledger, read for the API and the CLI ----------------------------------------
+
+
+async def user_by_id(conn: AsyncConnection, user_id: int) -> Row[Any] | None:
+    return (await conn.execute(select(users).where(users.c.id == user_id))).first()
+
+
+async def user_by_login(conn: AsyncConnection, login: str) -> Row[Any] | None:
+    """An email address (case-insensitive) or an exact username; deleted accounts never match."""
+    login = login.strip()
+    condition = users.c.email == login.lower() if "@" in login else users.c.username == login
+    return (await conn.execute(select(users).where(condition, users.c.deleted_at.is_(None)))).first()
+
+
+async def user_by_email(conn: AsyncConnection, email: str) -> Row[Any] | None:
+    return (await conn.execute(select(users).where(users.c.email == email.lower()))).first()
+
+
+async def username_taken(conn: AsyncConnection, username: str, *, except_id: int | None = None) -> bool:
+    """Whether another user has this username, in any case."""
+    query = select(func.count()).select_from(users).where(func.lower(users.c.username) == username.lower())
+    if except_id is not None:
+        query = query.where(users.c.id != except_id)
+    return bool(await conn.scalar(query))
+
+
+async def email_taken(conn: AsyncConnection, email: str, *, except_id: int | None = None) -> bool:
+    query = select(func.count()).select_from(users).where(users.c.email == email)
+    if except_id is not None:
+        query = query.where(users.c.id != except_id)
+    return bool(await conn.scalar(query))
+
+
+async def user_count(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(select(func.count()).select_from(users)) or 0)
+
+
+async def list_users(conn: AsyncConnection) -> Sequence[Row[Any]]:
+    return (await conn.execute(select(users).order_by(users.c.id))).all()
+
+
+def _like(text: str) -> str:
+    """A case-insensitive substring pattern in which % and _ are literal (escape character: \\)."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def search_users(
+    conn: AsyncConnection, text: str | None, *, offset: int, limit: int
+) -> tuple[Sequence[Row[Any]], int]:
+    """Users whose username or email contains `text` (any case), by id, and how many match in all."""
+    query = select(users)
+    count = select(func.count()).select_from(users)
+    if text:
+        cond = or_(
+            func.lower(users.c.username).like(_like(text), escape="\\"),
+            func.lower(users.c.email).like(_like(text), escape="\\"),
+        )
+        query, count = query.where(cond), count.where(cond)
+    rows = (await conn.execute(query.order_by(users.c.id).offset(offset).limit(limit))).all()
+    return rows, int(await conn.scalar(count) or 0)
+
+
+async def key_by_id(conn: AsyncConnection, key_id: int) -> Row[Any] | None:
+    return (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+
+
+async def active_key_count(conn: AsyncConnection, user_id: int) -> int:
+    query = (
+        select(func.count())
+        .select_from(api_keys)
+        .where(api_keys.c.user_id == user_id, api_keys.c.revoked_at.is_(None))
+    )
+    return int(await conn.scalar(query) or 0)
+
+
+async def ledger_page(
+    conn: AsyncConnection, user_id: int, *, offset: int, limit: int
+) -> tuple[Sequence[Row[Any]], int]:
+    """A user's ledger entries, newest first, and how many there are in all."""
+    entries = await conn.execute(
+        select(ledger)
+        .where(ledger.c.user_id == user_id)
+        .order_by(ledger.c.created_at.desc(), ledger.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    total = await conn.scalar(select(func.count()).select_from(ledger).where(ledger.c.user_id == user_id))
+    return entries.all(), int(total or 0)

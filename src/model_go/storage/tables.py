@@ -1,58 +1,22 @@
-"""SQLAlchemy Core tables. Schema changes go through an Alembic migration in migrations/."""
+"""Core tables: state, users, API keys, channels, prices, ledger, usage logs (schema changes: migrations/)."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
-    TypeDecorator,
 )
-from sqlalchemy.engine import Dialect
 
-NAMING = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-metadata = MetaData(naming_convention=NAMING)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime refused: use timezone-aware UTC")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
+# utcnow is re-exported: the usage writer and the relay import it from here
+from model_go.storage.metadata import UTCDateTime, metadata
+from model_go.storage.metadata import utcnow as utcnow
 
 # One row per named counter; `config_version` is bumped by every change a running server must see.
 state = Table(
@@ -74,7 +38,7 @@ users = Table(
     Column("balance_micros", BigInteger, nullable=False, default=0),
     Column("rpm_limit", Integer, nullable=True),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
-    # accounts (issue 4). Operator-created users (CLI) count as verified; sign-up sets NULL explicitly.
+    # account fields. Operator-created users (CLI) count as verified; sign-up sets NULL explicitly.
     Column("email_verified_at", UTCDateTime, nullable=True, default=utcnow),
     Column("pending_email", String(254), nullable=True),
     Column("age_confirmed_at", UTCDateTime, nullable=True),  # the 18+ attestation; no birth date is kept
@@ -178,6 +142,3 @@ usage_logs = Table(
 # What a person may see of a usage row (API, CSV, export, CLI): every column but the owner link.
 # str(): column names are a str subclass, which orjson refuses as a dict key.
 USAGE_VIEW_FIELDS: tuple[str, ...] = tuple(str(c.name) for c in usage_logs.columns if c.name != "user_id")
-
-# tables of the accounts feature live in their own module, on the same metadata (Alembic sees them)
-from model_go.storage import account_tables as _account_tables  # noqa: E402, F401

@@ -12,13 +12,13 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from model_go.accounts import mailtokens, sessions
 from model_go.accounts.erasure import physical_purge
-from model_go.mail import outbox
-from model_go.storage.tables import usage_logs, users, utcnow
+from model_go.storage import accounts_repo, usage_repo
+from model_go.storage import outbox_repo as outbox
+from model_go.storage.metadata import utcnow
 
 log = logging.getLogger("model_go.retention")
 BATCH = 5000  # short write transactions: the CLI and the server write the same SQLite file
@@ -35,23 +35,15 @@ async def purge_usage(engine: AsyncEngine, days: int) -> int:
     removed = 0
     while True:
         async with engine.begin() as conn:
-            ids = select(usage_logs.c.id).where(usage_logs.c.created_at < cutoff).limit(BATCH)
-            batch = [row.id for row in await conn.execute(ids)]
-            if not batch:
-                return removed
-            await conn.execute(delete(usage_logs).where(usage_logs.c.id.in_(batch)))
-        removed += len(batch)
+            batch = await usage_repo.delete_older_than(conn, cutoff, BATCH)
+        if not batch:
+            return removed
+        removed += batch
 
 
 async def tidy(engine: AsyncEngine, days: int) -> None:
     async with engine.begin() as conn:
-        deleted = select(users.c.id).where(users.c.deleted_at.is_not(None))
-        await conn.execute(
-            update(usage_logs)
-            .where(usage_logs.c.user_id.in_(deleted))
-            .where(usage_logs.c.client_ip.is_not(None) | usage_logs.c.user_agent.is_not(None))
-            .values(client_ip=None, user_agent=None)
-        )
+        await accounts_repo.scrub_usage(conn)  # deleted accounts keep no IP address or device
         await outbox.purge_finished(conn, timedelta(days=min(days, 30)))
         await mailtokens.purge_stale(conn)
         await sessions.purge_expired(conn)

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from model_go.storage.tables import metadata
+from model_go.storage.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only `alembic revision --autogenerate` in development

@@ -1,4 +1,4 @@
-"""The outbox: requests enqueue mail rows in their own transaction; nothing here talks to SMTP."""
+"""The mail outbox table: requests enqueue rows in their own transaction; a sender leases, sends, retries."""
 
 from __future__ import annotations
 

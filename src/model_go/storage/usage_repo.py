@@ -1,18 +1,16 @@
-"""Usage queries for the dashboard: filtered pages of rows, and per-day, per-model totals for charts."""
+"""Usage queries for the dashboard and the API: filtered pages of rows, per-day, per-model totals."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from model_go.billing.money import micros_to_usd
-from model_go.storage.tables import USAGE_VIEW_FIELDS, usage_logs, users, utcnow
-
-ROW_FIELDS = USAGE_VIEW_FIELDS
+from model_go.storage.tables import usage_logs, users, utcnow
 
 
 @dataclass(frozen=True)
@@ -37,30 +35,24 @@ class UsageFilter:
         return query
 
 
-def row_view(row: Any, *, with_user: bool = False) -> dict[str, Any]:
-    view = {name: getattr(row, name) for name in ROW_FIELDS}
-    view["cost_usd"] = micros_to_usd(row.cost_micros)
-    if with_user:
-        view["user_id"] = row.user_id
-        view["username"] = row.username
-    return view
+def _with_username(flt: UsageFilter) -> Select[Any]:
+    return flt.apply(select(usage_logs, users.c.username).join(users, users.c.id == usage_logs.c.user_id))
 
 
 async def page(
-    conn: AsyncConnection, flt: UsageFilter, *, page: int, page_size: int, with_user: bool = False
-) -> tuple[list[dict[str, Any]], int]:
-    """Newest first. Returns (items, total matching)."""
-    query = flt.apply(select(usage_logs, users.c.username).join(users, users.c.id == usage_logs.c.user_id))
-    query = query.order_by(usage_logs.c.created_at.desc(), usage_logs.c.id.desc())
-    rows = await conn.execute(query.offset((page - 1) * page_size).limit(page_size))
+    conn: AsyncConnection, flt: UsageFilter, *, page: int, page_size: int
+) -> tuple[Sequence[Row[Any]], int]:
+    """Rows with their username, newest first, and how many match in all."""
+    query = _with_username(flt).order_by(usage_logs.c.created_at.desc(), usage_logs.c.id.desc())
+    rows = (await conn.execute(query.offset((page - 1) * page_size).limit(page_size))).all()
     total = await conn.scalar(flt.apply(select(func.count()).select_from(usage_logs)))
-    return [row_view(r, with_user=with_user) for r in rows], int(total or 0)
+    return rows, int(total or 0)
 
 
-async def all_rows(conn: AsyncConnection, flt: UsageFilter, limit: int) -> list[dict[str, Any]]:
-    query = flt.apply(select(usage_logs, users.c.username).join(users, users.c.id == usage_logs.c.user_id))
-    rows = await conn.execute(query.order_by(usage_logs.c.created_at, usage_logs.c.id).limit(limit))
-    return [row_view(r) for r in rows]
+async def oldest_first(conn: AsyncConnection, flt: UsageFilter, limit: int) -> Sequence[Row[Any]]:
+    query = _with_username(flt).order_by(usage_logs.c.created_at, usage_logs.c.id)
+    rows: Sequence[Row[Any]] = (await conn.execute(query.limit(limit))).all()
+    return rows
 
 
 def _day(conn: AsyncConnection) -> Any:
@@ -101,3 +93,16 @@ async def daily_summary(conn: AsyncConnection, user_id: int, days: int) -> dict[
         "total_spend_micros": sum(sum(s["spend_micros"]) for s in models.values()),
         "total_requests": sum(sum(s["requests"]) for s in models.values()),
     }
+
+
+async def delete_older_than(conn: AsyncConnection, cutoff: datetime, limit: int) -> int:
+    """Delete up to `limit` usage rows created before `cutoff`; how many went."""
+    ids = [
+        row.id
+        for row in await conn.execute(
+            select(usage_logs.c.id).where(usage_logs.c.created_at < cutoff).limit(limit)
+        )
+    ]
+    if ids:
+        await conn.execute(delete(usage_logs).where(usage_logs.c.id.in_(ids)))
+    return len(ids)

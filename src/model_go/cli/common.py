@@ -1,0 +1,66 @@
+"""What every command shares: the consoles, one-line errors, and one transaction on the database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from model_go.errors import GatewayError
+from model_go.security import KeyRing
+from model_go.settings import Settings
+from model_go.storage import repo
+from model_go.storage.db import make_engine, migrate
+
+T = TypeVar("T")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print `error: message` on stderr; the caller raises the returned Exit (status 1)."""
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+def run_db(
+    work: Callable[[AsyncConnection, KeyRing], Awaitable[T]],
+    settings: Settings | None = None,
+    *,
+    options: Mapping[str, str] | None = None,
+) -> T:
+    """Open the database (migrating it if needed), run `work` in one transaction, close.
+
+    A refused operation becomes a one-line error; `options` names the command-line option behind
+    a parameter the error points at (e.g. {"base_url": "--base-url"})."""
+    settings = settings or Settings()
+
+    async def main() -> T:
+        engine = make_engine(settings.resolved_database_url(), pool=False)
+        try:
+            await migrate(engine)
+            keyring = KeyRing(settings.master_secret())
+            async with engine.begin() as conn:
+                return await work(conn, keyring)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except GatewayError as exc:
+        label = (options or {}).get(exc.param or "")
+        raise fail(f"{label}: {exc.message}" if label else exc.message) from None
+    except (repo.RepoError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+
+def split_models(text: str | None) -> list[str] | None:
+    """A comma-separated list of model names; None when the option was not given."""
+    if text is None:
+        return None
+    return [m.strip() for m in text.split(",") if m.strip()]

@@ -1,0 +1,37 @@
+"""`model-go retention run`: purge usage rows past the retention limit, physically."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from model_go.cli.common import err, out
+from model_go.settings import Settings
+from model_go.storage.db import make_engine, migrate
+
+retention_app = typer.Typer(help="Purge usage logs past the retention limit.", no_args_is_help=True)
+
+
+@retention_app.command("run")
+def retention_run() -> None:
+    """Delete usage rows older than MODELGO_USAGE_RETENTION_DAYS (max 90) and purge them physically."""
+    from model_go.usage import retention
+
+    settings = Settings()
+
+    async def main() -> retention.PurgeResult:
+        engine = make_engine(settings.resolved_database_url(), pool=False)
+        try:
+            await migrate(engine)
+            return await retention.run(engine, settings.usage_retention_days)
+        finally:
+            await engine.dispose()
+
+    result = asyncio.run(main())
+    out.print(
+        f"removed {result.usage_rows} usage rows older than {settings.usage_retention_days} days",
+        highlight=False,
+    )
+    if not result.purged_physically:
+        err.print("[yellow]note:[/yellow] the WAL checkpoint stayed busy; run it again", highlight=False)

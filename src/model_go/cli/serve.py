@@ -1,0 +1,67 @@
+"""`model-go serve`: migrate the database, create the demo user on first start, serve the API."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from model_go.cli.common import out, run_db
+from model_go.settings import Settings
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # documented logging switches: skip the caller, thread and process lookups on every record
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (MODELGO_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (MODELGO_PORT).")] = None,
+) -> None:
+    """Migrate the database and serve the API."""
+    import uvicorn
+
+    from model_go.app import create_server_app
+    from model_go.bootstrap import ensure_demo
+
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    settings = Settings(**overrides)
+    _configure_logging(settings)
+    demo_key = run_db(ensure_demo, settings) if settings.demo else None
+    if demo_key:
+        out.print(
+            "[bold]First start:[/bold] created user 'demo' with $5.00 of credit, the built-in "
+            "'demo' model and this API key (shown once, store it now):",
+            highlight=False,
+        )
+        out.print(demo_key, highlight=False, soft_wrap=True)
+    out.print(f"model-go listening on http://{settings.host}:{settings.port}", highlight=False)
+    uvicorn.run(
+        create_server_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=False,  # it would print query strings; the relay logs its own redacted line
+        log_config=None,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=30,
+        # the client address is the socket peer: uvicorn would otherwise take X-Forwarded-For from
+        # local peers, which lets any local client reset per-IP login throttling and forge usage IPs
+        proxy_headers=False,
+    )
