@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from model_go.errors import GatewayError
+from model_go.wire.canonical import Call, Usage
 
 
 @dataclass(frozen=True)
@@ -45,25 +46,6 @@ class UpstreamRequest:
 
     def __repr__(self) -> str:
         return f"UpstreamRequest(method={self.method!r})"
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-
-
-@dataclass
-class Call:
-    """One client request in canonical form, as handed to a translator."""
-
-    body: dict[str, Any]
-    raw: bytes
-    model: str  # the public model name the client asked for
-    upstream_model: str
-    stream: bool = False
-    client_wants_usage: bool = False
 
 
 class StreamTranslator(Protocol):
