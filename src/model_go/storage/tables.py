@@ -74,7 +74,7 @@ users = Table(
     Column("balance_micros", BigInteger, nullable=False, default=0),
     Column("rpm_limit", Integer, nullable=True),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
-    # accounts (issue 4). Operator-created users (CLI) count as verified; sign-up sets NULL explicitly.
+    # accounts: operator-created users (CLI) count as verified; sign-up sets NULL explicitly.
     Column("email_verified_at", UTCDateTime, nullable=True, default=utcnow),
     Column("pending_email", String(254), nullable=True),
     Column("age_confirmed_at", UTCDateTime, nullable=True),  # the 18+ attestation; no birth date is kept
@@ -178,6 +178,3 @@ usage_logs = Table(
 # What a person may see of a usage row (API, CSV, export, CLI): every column but the owner link.
 # str(): column names are a str subclass, which orjson refuses as a dict key.
 USAGE_VIEW_FIELDS: tuple[str, ...] = tuple(str(c.name) for c in usage_logs.columns if c.name != "user_id")
-
-# tables of the accounts feature live in their own module, on the same metadata (Alembic sees them)
-from model_go.storage import account_tables as _account_tables  # noqa: E402, F401
