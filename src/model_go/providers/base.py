@@ -61,7 +61,8 @@ class StreamTranslator(Protocol):
 
 class Provider(Protocol):
     name: str
-    # True for providers that answer in-process (the demo model): no network at all
+    # True for a provider whose upstream is in-process (the demo model, reached through the relay's
+    # transport like any other): its channels need no base URL. The relay never branches on it.
     local: bool
 
     def chat_request(self, channel: Channel, call: Call) -> UpstreamRequest: ...
