@@ -3,8 +3,10 @@ raw bytes; the management and health routes use FastAPI."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,44 +22,63 @@ from model_go.relay.pipeline import Relay
 from model_go.settings import Settings
 
 
-class Endpoint:
-    """Wraps a relay coroutine so Starlette treats it as a raw ASGI app (no Request object)."""
+@dataclass(frozen=True)
+class RelayRoute:
+    path: str
+    handler: str  # the Relay method that serves it
+    methods: tuple[str, ...]  # what the fast front door takes
+    # the Starlette route takes every method and the handler answers a wrong one itself (the
+    # Messages API's 405 comes in Anthropic's error shape)
+    any_method: bool = False
 
-    def __init__(self, handler: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+
+# The relay's routes, once: the fast front door and the Starlette routes (for 404/405) both read it.
+RELAY_ROUTES = (
+    RelayRoute("/v1/chat/completions", "chat_completions", ("POST",)),
+    RelayRoute("/v1/embeddings", "embeddings", ("POST",)),
+    RelayRoute("/v1/models", "models", ("GET",)),
+    RelayRoute("/v1/messages", "messages", ("POST",), any_method=True),
+    RelayRoute("/v1/messages/count_tokens", "messages_count_tokens", ("POST",), any_method=True),
+)
+FAST_ROUTES = {(method, r.path): r.handler for r in RELAY_ROUTES for method in r.methods}
+
+
+def _relay(app: Any) -> Relay:
+    """The running server's Relay, built by the lifespan."""
+    relay: Relay = app.state.relay
+    return relay
+
+
+class Endpoint:
+    """A relay route as a raw ASGI app for Starlette (no Request object)."""
+
+    def __init__(self, handler: str) -> None:
         self.handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.handler(scope, receive, send)
+        await getattr(_relay(scope["app"]), self.handler)(scope, receive, send)
 
 
 class RelayFront:
-    """Pure ASGI front door: a /v1 request whose path and method match a relay endpoint goes straight
+    """Pure ASGI front door: a /v1 request whose path and method match a relay route goes straight
     to it (a dict lookup), skipping the framework's middleware and route scan; everything else, and
     every mismatch (so 404/405 stay OpenAI-shaped), goes to the FastAPI app."""
 
-    def __init__(self, app: FastAPI, relay: Relay) -> None:
+    def __init__(self, app: FastAPI) -> None:
         self.app = app
-        self.fast: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
-            ("POST", "/v1/chat/completions"): relay.chat_completions,
-            ("POST", "/v1/embeddings"): relay.embeddings,
-            ("GET", "/v1/models"): relay.models,
-            ("POST", "/v1/messages"): relay.messages,
-            ("POST", "/v1/messages/count_tokens"): relay.messages_count_tokens,
-        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            handler = self.fast.get((scope["method"], scope["path"]))
+            handler = FAST_ROUTES.get((scope["method"], scope["path"]))
             if handler is not None:
-                await handler(scope, receive, send)
+                await getattr(_relay(self.app), handler)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
 def create_server_app(settings: Settings) -> RelayFront:
     """What `model-go serve` runs: the FastAPI app behind the relay's fast path."""
-    app = create_app(settings)
-    return RelayFront(app, app.state.relay)
+    return RelayFront(create_app(settings))
 
 
 def _error_response(error: GatewayError) -> JSONResponse:
@@ -71,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await app_state.start(settings)
         app.state.model_go = state
-        relay.state = state
+        app.state.relay = Relay(state)
         try:
             yield
         finally:
@@ -84,17 +105,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # Swagger UI would load scripts from a CDN; /openapi.json is the contract
         redoc_url=None,
     )
-    relay = Relay()
-    app.state.relay = relay
-    app.router.routes.append(
-        Route("/v1/chat/completions", Endpoint(relay.chat_completions), methods=["POST"])
-    )
-    app.router.routes.append(Route("/v1/embeddings", Endpoint(relay.embeddings), methods=["POST"]))
-    app.router.routes.append(Route("/v1/models", Endpoint(relay.models), methods=["GET"]))
-    # Anthropic's Messages API: every method reaches the handler, which answers a wrong one with a
-    # 405 in Anthropic's error shape
-    app.router.routes.append(Route("/v1/messages", Endpoint(relay.messages)))
-    app.router.routes.append(Route("/v1/messages/count_tokens", Endpoint(relay.messages_count_tokens)))
+    for route in RELAY_ROUTES:
+        methods = None if route.any_method else list(route.methods)
+        app.router.routes.append(Route(route.path, Endpoint(route.handler), methods=methods))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -116,17 +129,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             InvalidRequest(f"Invalid request: {first.get('msg', 'bad input')}.", param=param)
         )
 
-    # --- web dashboard (owned by the dashboard: src/model_go/web): page routes and /static ---
+    # the dashboard's pages and /static, then the management API under /api with its error handling
     from model_go.web import mount_dashboard
 
     mount_dashboard(app)
-    # --- end web dashboard ---
-
-    # -- management API under /api (issue 4): routers and their error handling -----------------
     from model_go import api
 
     api.install(app)
-    # -- end of the /api block ----------------------------------------------------------------
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     access_log: bool = True
     demo: bool = True
-    # -- accounts, mail, retention (issue 4) --
+    # -- accounts, mail, retention --
     # plain-http localhost development only: cookie `session` without Secure instead of `__Host-session`
     insecure_cookies: bool = False
     public_url: str = "http://127.0.0.1:8080"

@@ -1,10 +1,12 @@
-"""AppState: everything a running server owns, built in the lifespan and torn down after it."""
+"""AppState, the composition root: everything a running server owns (engine, upstream transport,
+snapshot, ledger, limiter, channel health, usage writer, accounts) and the one supervisor of its
+background tasks; built in the lifespan and torn down after it."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -13,16 +15,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from model_go.accounts import policy as account_policy
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.accounts.runtime import build as build_accounts
-from model_go.billing.ledger import Ledger
+from model_go.billing.ledger import InProcessLedger, Ledger
 from model_go.mail.sender import OutboxSender
 from model_go.mail.smtp import SmtpMailer
 from model_go.relay import forward
-from model_go.relay.limits import Limiter
+from model_go.relay.auth import Authenticator
+from model_go.relay.demo_upstream import LocalTransport
+from model_go.relay.health import Health
+from model_go.relay.health_store import HealthStore
+from model_go.relay.limits import InProcessLimiter, Limiter
+from model_go.relay.policy import Policies
 from model_go.relay.snapshot import Snapshot, load
 from model_go.security import KeyRing
 from model_go.settings import Settings
 from model_go.storage import repo
 from model_go.storage.db import make_engine, migrate
+from model_go.supervisor import Supervisor
 from model_go.usage import retention
 from model_go.usage.writer import UsageWriter
 
@@ -35,16 +43,22 @@ class AppState:
     engine: AsyncEngine
     keyring: KeyRing
     http: aiohttp.ClientSession
+    transport: forward.UpstreamTransport  # the shared session, and the demo model in-process
     ledger: Ledger
     limiter: Limiter
     usage: UsageWriter
+    health: Health
+    health_store: HealthStore
+    policies: Policies
+    authenticator: Authenticator
     # held while the database and the in-memory ledger are brought in line (flush, reload)
     sync_lock: asyncio.Lock
+    supervisor: Supervisor = field(default_factory=Supervisor)
     snapshot: Snapshot = field(default_factory=Snapshot)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
     ready: bool = False
-    # accounts, mail and retention (issue 4); built in start()
+    # users, sessions, mail and policy versions; built in start() once the database is migrated
     accounts: AccountsRuntime | None = None
+    _catching_up: asyncio.Future[None] | None = None
 
     async def reload(self) -> None:
         """Rebuild the snapshot and refresh balances, in step with the usage writer."""
@@ -52,6 +66,14 @@ class AppState:
             snapshot, balances = await load(conn, self.keyring)
             self.ledger.refresh(balances)
             self.snapshot = snapshot
+
+    async def catch_up(self) -> None:
+        """Reload now, for a request that found the database ahead of the snapshot (a key created a
+        moment ago, whose owner's balance the ledger has not read yet). Callers that arrive while a
+        reload runs share it."""
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.ensure_future(self.reload())
+        await asyncio.shield(self._catching_up)
 
     async def watch_config(self) -> None:
         """Notice changes made by the CLI, the API or another replica within one poll interval."""
@@ -69,36 +91,62 @@ class AppState:
 async def start(settings: Settings) -> AppState:
     engine = make_engine(settings.resolved_database_url())
     await migrate(engine)
-    ledger = Ledger()
+    ledger = InProcessLedger()
     lock = asyncio.Lock()
     writer = UsageWriter(engine, ledger, lock)
     writer.max_rows = settings.usage_flush_rows
+    keyring = KeyRing(settings.master_secret())
+    http = forward.make_session(
+        settings.upstream_connect_timeout,
+        max(settings.upstream_first_byte_timeout, settings.upstream_idle_timeout),
+    )
+    health_store = HealthStore(engine)
     state = AppState(
         settings=settings,
         engine=engine,
-        keyring=KeyRing(settings.master_secret()),
-        http=forward.make_session(
-            settings.upstream_connect_timeout,
-            max(settings.upstream_first_byte_timeout, settings.upstream_idle_timeout),
-        ),
+        keyring=keyring,
+        http=http,
+        transport=forward.Transport(http, LocalTransport()),
         ledger=ledger,
-        limiter=Limiter(),
+        limiter=InProcessLimiter(),
         usage=writer,
+        health=Health(reporter=health_store),
+        health_store=health_store,
+        policies=Policies(),
+        authenticator=Authenticator(keyring, engine),
         sync_lock=lock,
     )
     await state.reload()
     state.accounts = await _start_accounts(state)
-    state.tasks = [
-        asyncio.create_task(state.watch_config(), name="watch-config"),
-        asyncio.create_task(writer.run(settings.usage_flush_seconds), name="usage-writer"),
-        asyncio.create_task(state.accounts.sender.run(settings.mail_poll_seconds), name="mail-sender"),
-        asyncio.create_task(
-            retention.run_daily(engine, settings.usage_retention_days, settings.retention_interval_seconds),
-            name="retention",
-        ),
-    ]
+    _start_tasks(state, state.accounts)
     state.ready = True
     return state
+
+
+def _start_tasks(state: AppState, accounts: AccountsRuntime) -> None:
+    """Every background task, under the one supervisor; the final flushes run in this order."""
+    settings, supervisor = state.settings, state.supervisor
+    supervisor.start("watch-config", state.watch_config)
+    supervisor.start(
+        "usage-writer", lambda: state.usage.run(settings.usage_flush_seconds), _flush_usage(state)
+    )
+    supervisor.start("channel-health", state.health_store.run, state.health_store.flush)
+    supervisor.start("mail-sender", lambda: accounts.sender.run(settings.mail_poll_seconds))
+    supervisor.start(
+        "retention",
+        lambda: retention.run_daily(
+            state.engine, settings.usage_retention_days, settings.retention_interval_seconds
+        ),
+    )
+
+
+def _flush_usage(state: AppState) -> Callable[[], Awaitable[None]]:
+    async def flush() -> None:
+        written = await state.usage.flush()
+        if written:
+            log.info("flushed %d usage rows at shutdown", written)
+
+    return flush
 
 
 async def _start_accounts(state: AppState) -> AccountsRuntime:
@@ -116,21 +164,8 @@ async def _start_accounts(state: AppState) -> AccountsRuntime:
 
 
 async def stop(state: AppState) -> None:
-    """Stop background work, then write every usage row still in memory."""
+    """Stop background work, write what it still holds (usage rows, channel health), then close."""
     state.ready = False
-    for task in state.tasks:
-        task.cancel()
-    for task in state.tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    for attempt in range(5):
-        try:
-            written = await state.usage.flush()
-            if written:
-                log.info("flushed %d usage rows at shutdown", written)
-            break
-        except Exception:
-            log.exception("final usage flush failed (attempt %d of 5)", attempt + 1)
-            await asyncio.sleep(0.5)
+    await state.supervisor.stop()
     await state.http.close()
     await state.engine.dispose()

@@ -18,7 +18,8 @@ import orjson
 
 from model_go.errors import GatewayError
 from model_go.providers import REGISTRY
-from model_go.providers.base import Call, Channel, Provider, UpstreamRequest, Usage
+from model_go.providers.base import Channel, Provider, UpstreamRequest
+from model_go.wire.canonical import Call, Usage
 from model_go.wire.sse import SSEDecoder
 
 FIXTURES = Path(__file__).parent / "fixtures"

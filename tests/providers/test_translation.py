@@ -10,8 +10,9 @@ import pytest
 
 from model_go.errors import InvalidRequest
 from model_go.providers import REGISTRY
-from model_go.providers.base import Call, Channel
+from model_go.providers.base import Channel
 from model_go.providers.gemini import decode_call_id, encode_call_id
+from model_go.wire.canonical import Call
 
 
 def channel(provider: str, base_url: str = "https://upstream.test/v1", **config: Any) -> Channel:

@@ -8,6 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
+from model_go.dialects.anthropic.passthrough import PassthroughEgress, PassthroughStream
+from model_go.dialects.anthropic.reply import MessageStream, error_json, message_json
+from model_go.dialects.anthropic.request import canonical_request, count_request
 from model_go.errors import (
     AuthenticationFailed,
     GatewayError,
@@ -20,10 +23,7 @@ from model_go.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from model_go.providers.base import Usage
-from model_go.relay.anthropic_passthrough import PassthroughEgress, PassthroughStream
-from model_go.wire.anthropic import canonical_request, count_request
-from model_go.wire.anthropic_reply import MessageStream, error_json, message_json
+from model_go.wire.canonical import Usage
 from model_go.wire.openai import validate_chat
 
 BASE: dict[str, Any] = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from model_go.billing.ledger import Ledger
+from model_go.billing.ledger import InProcessLedger as Ledger
 from model_go.errors import InsufficientBalance
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from model_go.billing.ledger import Ledger
+from model_go.billing.ledger import InProcessLedger as Ledger
 from model_go.storage import repo
 from model_go.storage.db import make_engine, migrate
 from model_go.storage.tables import usage_logs

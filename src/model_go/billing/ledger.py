@@ -1,4 +1,6 @@
-"""The in-process balance ledger: reserve before the upstream call, settle or release after.
+"""The balance ledger: reserve before the upstream call, settle or release after. `Ledger` is the
+protocol the relay and the usage writer see; `InProcessLedger` keeps it in this process (one node),
+and a shared implementation (Redis) slots in behind the same protocol.
 
 Per user it keeps three numbers:
   committed  the balance the database last reported (after our flushed debits and any credits)
@@ -12,6 +14,7 @@ request cannot interrupt a settle half way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from model_go.errors import InsufficientBalance
 
@@ -42,8 +45,30 @@ class Debit:
     amount: int
 
 
+class Ledger(Protocol):
+    def reserve(self, user_id: int, amount: int, request_id: str) -> Reservation:
+        """Hold `amount` of the user's available balance, or raise InsufficientBalance."""
+        ...
+
+    def settle(self, res: Reservation, cost: int) -> Debit | None:
+        """Turn a reservation into a debit of the actual cost. Idempotent: only the first call counts."""
+        ...
+
+    def release(self, res: Reservation) -> None:
+        """Give a reservation back unused."""
+        ...
+
+    def flushed(self, user_id: int, amount: int, new_balance: int) -> None:
+        """The usage writer committed `amount` of pending debits; the database now says new_balance."""
+        ...
+
+    def refresh(self, balances: dict[int, int]) -> None:
+        """Balances read from the database (credits made elsewhere). Callers hold the sync lock."""
+        ...
+
+
 @dataclass
-class Ledger:
+class InProcessLedger:
     accounts: dict[int, Account] = field(default_factory=dict)
 
     def account(self, user_id: int) -> Account:

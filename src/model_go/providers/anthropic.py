@@ -17,7 +17,8 @@ from model_go.errors import (
 )
 from model_go.providers import canonical as c
 from model_go.providers import errors
-from model_go.providers.base import Call, Channel, UpstreamRequest, Usage
+from model_go.providers.base import Channel, UpstreamRequest
+from model_go.wire.canonical import Call, Usage, as_dict, as_list, str_or
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -49,7 +50,7 @@ def _image_block(part: dict[str, Any], param: str) -> dict[str, Any]:
 
 
 def _file_block(part: dict[str, Any], param: str) -> dict[str, Any]:
-    file = c.as_dict(part.get("file"))
+    file = as_dict(part.get("file"))
     data_url = file.get("file_data")
     if not isinstance(data_url, str) or not data_url.startswith("data:"):
         raise InvalidRequest(f"'{param}.file' must carry file_data as a base64 data URL.", param=param)
@@ -90,9 +91,9 @@ def _assistant_blocks(message: dict[str, Any], param: str) -> list[dict[str, Any
             if isinstance(p, dict)
         ]
     blocks = _content_blocks(content, f"{param}.content")
-    for index, call in enumerate(c.as_list(message.get("tool_calls"))):
+    for index, call in enumerate(as_list(message.get("tool_calls"))):
         here = f"{param}.tool_calls[{index}]"
-        fn = c.as_dict(call.get("function") if isinstance(call, dict) else None)
+        fn = as_dict(call.get("function") if isinstance(call, dict) else None)
         call_id, name = (call.get("id"), fn.get("name")) if isinstance(call, dict) else (None, None)
         if not isinstance(call_id, str) or not isinstance(name, str):
             raise InvalidRequest(f"'{here}' needs an id and a function name.", param=here)
@@ -169,8 +170,8 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] |
 
 def _output_config(body: dict[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    fmt = c.as_dict(body.get("response_format"))
-    schema = c.as_dict(fmt.get("json_schema")).get("schema")
+    fmt = as_dict(body.get("response_format"))
+    schema = as_dict(fmt.get("json_schema")).get("schema")
     if fmt.get("type") == "json_schema" and isinstance(schema, dict):
         config["format"] = {"type": "json_schema", "schema": schema}
     effort = body.get("reasoning_effort")
@@ -243,7 +244,7 @@ def _message_json(message: dict[str, Any]) -> tuple[dict[str, Any], str]:
     texts: list[str] = []
     thoughts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for block in c.as_list(message.get("content")):
+    for block in as_list(message.get("content")):
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
             texts.append(str(block.get("text") or ""))
@@ -263,7 +264,7 @@ def chat_response_json(call: Call, body: bytes) -> tuple[bytes, Usage | None]:
     message, finish = _message_json(parsed)
     usage = usage_from(parsed.get("usage"))
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-    model = c.str_or(parsed.get("model"), call.upstream_model)
+    model = str_or(parsed.get("model"), call.upstream_model)
     out = c.completion_json(
         str(parsed.get("id") or "msg"), model, [choice], c.usage_json(usage) if usage else None
     )
@@ -271,7 +272,7 @@ def chat_response_json(call: Call, body: bytes) -> tuple[bytes, Usage | None]:
 
 
 def stream_error(error: Any) -> GatewayError:
-    kind = c.as_dict(error).get("type")
+    kind = as_dict(error).get("type")
     if kind == "overloaded_error":
         return UpstreamUnavailable("The upstream provider is overloaded. Please retry shortly.")
     if kind == "rate_limit_error":
@@ -310,13 +311,13 @@ class AnthropicStream:
             return []
         kind = event.get("type")
         if kind == "message_start":
-            return self._start(c.as_dict(event.get("message")))
+            return self._start(as_dict(event.get("message")))
         if kind == "content_block_start":
-            return self._block_start(event.get("index"), c.as_dict(event.get("content_block")))
+            return self._block_start(event.get("index"), as_dict(event.get("content_block")))
         if kind == "content_block_delta":
-            return self._block_delta(event.get("index"), c.as_dict(event.get("delta")))
+            return self._block_delta(event.get("index"), as_dict(event.get("delta")))
         if kind == "message_delta":
-            return self._message_delta(c.as_dict(event.get("delta")), c.as_dict(event.get("usage")))
+            return self._message_delta(as_dict(event.get("delta")), as_dict(event.get("usage")))
         if kind == "message_stop":
             self.finished = True
             if self.client_wants_usage and self.usage is not None:
@@ -332,7 +333,7 @@ class AnthropicStream:
             self._writer.id = message["id"]
         if isinstance(message.get("model"), str):
             self._writer.model = message["model"]
-        self._raw_usage.update(c.as_dict(message.get("usage")))
+        self._raw_usage.update(as_dict(message.get("usage")))
         return [self._emit({"role": "assistant", "content": ""})]
 
     def _block_start(self, index: Any, block: dict[str, Any]) -> list[bytes]:
@@ -376,12 +377,16 @@ def _error_type(body: bytes) -> str | None:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    kind = c.as_dict(c.as_dict(parsed).get("error")).get("type")
+    kind = as_dict(as_dict(parsed).get("error")).get("type")
     return kind if isinstance(kind, str) else None
 
 
 def error_for(status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
-    """Anthropic's error types, mapped to ours; the upstream's message is never relayed."""
+    """Anthropic's error types, mapped to ours; the upstream's message is never relayed. An account
+    out of credit is a 400 invalid_request_error that speaks of the credit balance."""
+    quota = errors.quota_error(status, body)
+    if quota is not None or (status == 400 and b"credit balance" in body):
+        return quota or errors.out_of_quota()
     kind = _error_type(body)
     if kind == "overloaded_error" or status == 529:
         after = errors.retry_after(headers)
@@ -399,8 +404,8 @@ def error_for(status: int, body: bytes, headers: Mapping[str, str]) -> GatewayEr
         return UpstreamError(
             "The upstream provider refused this channel's credentials.", code="upstream_auth_failed"
         )
-    if kind == "billing_error" or status == 402:
-        return UpstreamError("The upstream provider account is out of quota.", code="upstream_quota")
+    if kind == "billing_error":
+        return errors.out_of_quota()
     if kind == "not_found_error" or status == 404:
         return UpstreamError(
             "The upstream provider does not know this channel's model.", code="upstream_model_not_found"

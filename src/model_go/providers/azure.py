@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from urllib.parse import quote
 
-from model_go.providers.base import Call, Channel, UpstreamRequest
+from model_go.providers.base import Channel, UpstreamRequest
 from model_go.providers.openai import OpenAIProvider
+from model_go.wire.canonical import Call
 
 DEFAULT_API_VERSION = "2024-10-21"
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from model_go.errors import GatewayError
+from model_go.wire.canonical import Call, Usage
 
 
 @dataclass(frozen=True)
@@ -47,25 +48,6 @@ class UpstreamRequest:
         return f"UpstreamRequest(method={self.method!r})"
 
 
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-
-
-@dataclass
-class Call:
-    """One client request in canonical form, as handed to a translator."""
-
-    body: dict[str, Any]
-    raw: bytes
-    model: str  # the public model name the client asked for
-    upstream_model: str
-    stream: bool = False
-    client_wants_usage: bool = False
-
-
 class StreamTranslator(Protocol):
     usage: Usage | None
     finished: bool
@@ -79,7 +61,8 @@ class StreamTranslator(Protocol):
 
 class Provider(Protocol):
     name: str
-    # True for providers that answer in-process (the demo model): no network at all
+    # True for a provider whose upstream is in-process (the demo model, reached through the relay's
+    # transport like any other): its channels need no base URL. The relay never branches on it.
     local: bool
 
     def chat_request(self, channel: Channel, call: Call) -> UpstreamRequest: ...

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from model_go.errors import InvalidRequest, UpstreamError
-from model_go.providers.base import Usage
+from model_go.wire.canonical import Usage
 
 FINISH_STOP = "stop"
 
@@ -27,22 +27,6 @@ def load_object(body: bytes) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise malformed()
     return parsed
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def int_or(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def str_or(value: Any, default: str) -> str:
-    return value if isinstance(value, str) and value else default
 
 
 # -- reading the canonical request ---------------------------------------------------------------

@@ -17,6 +17,8 @@ from model_go.errors import (
 )
 
 _SAFE_CODE = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
+# OpenAI-style codes of an upstream account out of credit (OpenAI says 429 insufficient_quota)
+QUOTA_CODES = frozenset({"insufficient_quota", "billing_error", "billing_hard_limit_reached"})
 
 
 def upstream_code(body: bytes) -> str | None:
@@ -42,7 +44,22 @@ def retry_after(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+def out_of_quota() -> UpstreamError:
+    return UpstreamError("The upstream provider account is out of quota.", code="upstream_quota")
+
+
+def quota_error(status: int, body: bytes) -> UpstreamError | None:
+    """An exhausted upstream account is the channel's problem, to fail over from and to disable,
+    not the client's: named as such whatever status the upstream chose for it."""
+    if status == 402 or upstream_code(body) in QUOTA_CODES:
+        return out_of_quota()
+    return None
+
+
 def classify(status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+    quota = quota_error(status, body)
+    if quota is not None:
+        return quota
     code = upstream_code(body)
     if 300 <= status < 400:
         return UpstreamError("The upstream provider answered with a redirect, which is refused.")
@@ -50,8 +67,6 @@ def classify(status: int, body: bytes, headers: Mapping[str, str]) -> GatewayErr
         return UpstreamError(
             "The upstream provider refused this channel's credentials.", code="upstream_auth_failed"
         )
-    if status == 402:
-        return UpstreamError("The upstream provider account is out of quota.", code="upstream_quota")
     if status == 429 or status == 529:
         after = retry_after(headers)
         return RateLimited(

@@ -16,8 +16,9 @@ import orjson
 from model_go.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
 from model_go.providers import canonical as c
 from model_go.providers import errors
-from model_go.providers.base import Call, Channel, UpstreamRequest, Usage
+from model_go.providers.base import Channel, UpstreamRequest
 from model_go.tokens import estimate_prompt_tokens
+from model_go.wire.canonical import Call, Usage, as_dict, as_list, int_or, str_or
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -40,7 +41,7 @@ SIGNATURE_SEP = "__ts__"
 
 
 def encode_call_id(part: dict[str, Any], response_id: str, candidate: int, position: int) -> str:
-    fn = c.as_dict(part.get("functionCall"))
+    fn = as_dict(part.get("functionCall"))
     upstream_id = fn.get("id")
     if isinstance(upstream_id, str) and upstream_id:
         call_id = upstream_id
@@ -92,12 +93,12 @@ def _user_parts(content: Any, param: str) -> list[dict[str, Any]]:
         elif kind == "image_url":
             parts.append(_media_part(c.image_url(part, here), f"{here}.image_url.url"))
         elif kind == "input_audio":
-            audio = c.as_dict(part.get("input_audio"))
+            audio = as_dict(part.get("input_audio"))
             if not isinstance(audio.get("data"), str) or audio.get("format") not in ("wav", "mp3"):
                 raise InvalidRequest(f"'{here}.input_audio' needs data and a wav or mp3 format.", param=here)
             parts.append({"inlineData": {"mimeType": f"audio/{audio['format']}", "data": audio["data"]}})
         elif kind == "file":
-            file_data = c.as_dict(part.get("file")).get("file_data")
+            file_data = as_dict(part.get("file")).get("file_data")
             if not isinstance(file_data, str):
                 raise InvalidRequest(f"'{here}.file' must carry file_data as a data URL.", param=here)
             parts.append(_media_part(file_data, f"{here}.file.file_data"))
@@ -117,10 +118,10 @@ def _model_parts(message: dict[str, Any], param: str, names: dict[str, str]) -> 
         elif part.get("type") not in ("text", "output_text", "refusal"):
             here = f"{param}.content[{index}]"
             raise InvalidRequest(f"'{here}' must be a text part.", param=here)
-    for index, call in enumerate(c.as_list(message.get("tool_calls"))):
+    for index, call in enumerate(as_list(message.get("tool_calls"))):
         here = f"{param}.tool_calls[{index}]"
-        fn = c.as_dict(c.as_dict(call).get("function"))
-        call_id, name = c.as_dict(call).get("id"), fn.get("name")
+        fn = as_dict(as_dict(call).get("function"))
+        call_id, name = as_dict(call).get("id"), fn.get("name")
         if not isinstance(call_id, str) or not isinstance(name, str):
             raise InvalidRequest(f"'{here}' needs an id and a function name.", param=here)
         names[call_id] = name
@@ -233,10 +234,10 @@ def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
     n = body.get("n")
     if isinstance(n, int) and n > 1:
         config["candidateCount"] = n
-    fmt = c.as_dict(body.get("response_format"))
+    fmt = as_dict(body.get("response_format"))
     if fmt.get("type") in ("json_object", "json_schema"):
         config["responseMimeType"] = "application/json"
-        schema = c.as_dict(fmt.get("json_schema")).get("schema")
+        schema = as_dict(fmt.get("json_schema")).get("schema")
         if isinstance(schema, dict):
             config["responseJsonSchema"] = schema
     return config
@@ -281,8 +282,8 @@ def usage_from(obj: Any) -> tuple[Usage, int] | None:
 
 
 def prompt_blocked(response: dict[str, Any]) -> InvalidRequest | None:
-    reason = c.as_dict(response.get("promptFeedback")).get("blockReason")
-    if not reason or c.as_list(response.get("candidates")):
+    reason = as_dict(response.get("promptFeedback")).get("blockReason")
+    if not reason or as_list(response.get("candidates")):
         return None
     label = reason if isinstance(reason, str) and reason.isupper() and len(reason) < 40 else "OTHER"
     return InvalidRequest(
@@ -300,7 +301,7 @@ def candidate_parts(
     texts: list[str] = []
     thoughts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for part in c.as_list(c.as_dict(candidate.get("content")).get("parts")):
+    for part in as_list(as_dict(candidate.get("content")).get("parts")):
         if not isinstance(part, dict):
             continue
         if isinstance(part.get("functionCall"), dict):
@@ -331,27 +332,27 @@ def chat_response_json(call: Call, body: bytes) -> tuple[bytes, Usage | None]:
     blocked = prompt_blocked(response)
     if blocked is not None:
         raise blocked
-    candidates = c.as_list(response.get("candidates"))
+    candidates = as_list(response.get("candidates"))
     if not candidates:
         raise c.malformed()
     rid = _response_id(response)
     choices = []
     for position, candidate in enumerate(candidates):
-        candidate = c.as_dict(candidate)
-        index = c.int_or(candidate.get("index"), position)
+        candidate = as_dict(candidate)
+        index = int_or(candidate.get("index"), position)
         text, thoughts, calls = candidate_parts(candidate, index, rid, 0)
         finish = finish_reason(candidate, bool(calls)) or c.FINISH_STOP
         message = c.message_json(text, thoughts, calls)
         choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish})
     counted = usage_from(response.get("usageMetadata"))
     usage_out = c.usage_json(*counted) if counted else None
-    model = c.str_or(response.get("modelVersion"), call.upstream_model)
+    model = str_or(response.get("modelVersion"), call.upstream_model)
     out = c.completion_json("chatcmpl-" + (rid or "gemini"), model, choices, usage_out)
     return out, counted[0] if counted else None
 
 
 def stream_error(error: Any) -> GatewayError:
-    status = c.as_dict(error).get("status")
+    status = as_dict(error).get("status")
     if status == "RESOURCE_EXHAUSTED":
         return RateLimited(
             "The upstream provider is rate limiting requests. Please retry shortly.",
@@ -399,8 +400,8 @@ class GeminiStream:
                 self._writer.model = response["modelVersion"]
         self._usage = usage_from(response.get("usageMetadata")) or self._usage
         out: list[bytes] = []
-        for position, candidate in enumerate(c.as_list(response.get("candidates"))):
-            out.extend(self._candidate(c.as_dict(candidate), position, _response_id(response)))
+        for position, candidate in enumerate(as_list(response.get("candidates"))):
+            out.extend(self._candidate(as_dict(candidate), position, _response_id(response)))
         if len(self._done) >= self.expected:
             self.finished = True
             if self._usage is not None:
@@ -410,7 +411,7 @@ class GeminiStream:
         return out
 
     def _candidate(self, candidate: dict[str, Any], position: int, rid: str) -> list[bytes]:
-        index = c.int_or(candidate.get("index"), position)
+        index = int_or(candidate.get("index"), position)
         first = self._calls.get(index, 0)
         text, thoughts, calls = candidate_parts(candidate, index, rid, first)
         delta: dict[str, Any] = {}
@@ -476,12 +477,12 @@ def embeddings_response_json(call: Call, body: bytes) -> tuple[bytes, Usage | No
         raise c.malformed()
     data = []
     for index, vector in enumerate(vectors):
-        values = c.as_dict(vector).get("values")
+        values = as_dict(vector).get("values")
         if not isinstance(values, list):
             raise c.malformed()
         embedding = _encode_vector(values, call.body.get("encoding_format"))
         data.append({"object": "embedding", "index": index, "embedding": embedding})
-    reported = c.as_dict(parsed.get("usageMetadata")).get("promptTokenCount")
+    reported = as_dict(parsed.get("usageMetadata")).get("promptTokenCount")
     usage = Usage(prompt_tokens=reported) if isinstance(reported, int) else None
     # without a reported count the client sees the same estimate the gateway bills
     tokens = usage.prompt_tokens if usage else estimate_prompt_tokens(call.body)
@@ -500,12 +501,12 @@ def embeddings_response_json(call: Call, body: bytes) -> tuple[bytes, Usage | No
 def _error_details(body: bytes) -> tuple[str | None, set[str], str | None]:
     """(status, ErrorInfo reasons, RetryInfo delay in whole seconds) from a google.rpc error."""
     try:
-        err = c.as_dict(c.as_dict(orjson.loads(body)).get("error"))
+        err = as_dict(as_dict(orjson.loads(body)).get("error"))
     except orjson.JSONDecodeError:
         return None, set(), None
     reasons, delay = set(), None
-    for detail in c.as_list(err.get("details")):
-        detail = c.as_dict(detail)
+    for detail in as_list(err.get("details")):
+        detail = as_dict(detail)
         if isinstance(detail.get("reason"), str):
             reasons.add(detail["reason"])
         retry = detail.get("retryDelay")
@@ -519,6 +520,9 @@ def _error_details(body: bytes) -> tuple[str | None, set[str], str | None]:
 
 
 def error_for(status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+    quota = errors.quota_error(status, body)
+    if quota is not None:
+        return quota
     rpc_status, reasons, delay = _error_details(body)
     if reasons & {"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED"} or rpc_status in (
         "UNAUTHENTICATED",

@@ -1,5 +1,7 @@
-"""The built-in demo model: answers in-process with a deterministic reply, streamed in chunks,
-with correct usage, so a fresh install works before any upstream account exists."""
+"""The built-in demo model: an OpenAI-format upstream answered in-process (relay/demo_upstream.py
+serves it behind the transport seam) with a deterministic reply, streamed in chunks, with correct
+usage, so a fresh install works before any upstream account exists. The replies are built here,
+pure; the translator is OpenAI's."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ import time
 
 import orjson
 
-from model_go.providers.base import Call
+from model_go.providers.base import Channel, UpstreamRequest
 from model_go.providers.openai import OpenAIProvider
 from model_go.tokens import estimate_prompt_tokens
+from model_go.wire.canonical import Call
 
 REPLY_WORDS = [
     "Hello",
@@ -41,6 +44,12 @@ REPLY_WORDS = [
     "channel.",
 ]
 EMBEDDING_DIMENSIONS = 16
+# where the demo upstream lives: the transport answers this address in-process, whatever the
+# channel's base URL says (the demo channel has none)
+DEMO_BASE_URL = "local://demo/v1"
+
+
+JSON = {"Content-Type": "application/json"}
 
 
 def _completion_id(call: Call) -> str:
@@ -58,6 +67,15 @@ def _reply_words(call: Call) -> list[str]:
 class MockProvider(OpenAIProvider):
     name = "mock"
     local = True
+
+    def chat_request(self, channel: Channel, call: Call) -> UpstreamRequest:
+        # the demo upstream always reports usage: the body goes as the client sent it
+        body = self._body(call, ask_usage=False)
+        return UpstreamRequest(url=DEMO_BASE_URL + "/chat/completions", headers=JSON, body=body)
+
+    def embeddings_request(self, channel: Channel, call: Call) -> UpstreamRequest:
+        body = self._body(call, ask_usage=False)
+        return UpstreamRequest(url=DEMO_BASE_URL + "/embeddings", headers=JSON, body=body)
 
     def respond(self, call: Call) -> bytes:
         words = _reply_words(call)

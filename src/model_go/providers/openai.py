@@ -9,7 +9,8 @@ import orjson
 
 from model_go.errors import GatewayError, UpstreamError
 from model_go.providers import errors
-from model_go.providers.base import Call, Channel, UpstreamRequest, Usage
+from model_go.providers.base import Channel, UpstreamRequest
+from model_go.wire.canonical import Call, Usage
 
 
 def usage_from(obj: Any) -> Usage | None:

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from model_go.errors import GatewayError
 from model_go.providers import REGISTRY
-from model_go.providers.base import Call, Channel
+from model_go.providers.base import Channel
 from model_go.relay import forward
-from model_go.relay.upstream import upstream_failure
+from model_go.relay.demo_upstream import LocalTransport
+from model_go.wire.canonical import Call
 
 PROBE_PROMPT = "ping"
 
@@ -39,20 +39,16 @@ async def check(channel: Channel, model: str, connect_timeout: float, read_timeo
     started = time.perf_counter()
     status: int | None = None
     try:
-        if provider.local:
-            local: Any = provider
-            provider.chat_response(call, local.respond(call))
-            status = 200
-        else:
-            session = forward.make_session(connect_timeout, read_timeout)
-            async with session:
-                resp = await forward.open_response(session, provider.chat_request(channel, call))
-                async with resp:
-                    status = resp.status
-                    body = await forward.read_all(resp, None if status == 200 else forward.MAX_ERROR_BODY)
-                if status != 200:
-                    raise upstream_failure(provider, status, body, resp.headers)
-                provider.chat_response(call, body)  # a 200 the translator cannot read is a failure too
+        session = forward.make_session(connect_timeout, read_timeout)
+        async with session:
+            transport = forward.Transport(session, LocalTransport())
+            resp = await transport.open(provider.chat_request(channel, call))
+            async with resp:
+                status = resp.status
+                body = await forward.read_all(resp, None if status == 200 else forward.MAX_ERROR_BODY)
+            if status != 200:
+                raise provider.error_for(status, body, resp.headers)
+            provider.chat_response(call, body)  # a 200 the translator cannot read is a failure too
     except GatewayError as exc:  # forward maps timeouts and broken connections to these too
         return CheckResult(model, False, status, _ms(started), exc)
     return CheckResult(model, True, status, _ms(started))

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from model_go.providers.base import Usage
-from model_go.relay.dialect import Dialect, Egress
+from model_go.dialects import Dialect
+from model_go.errors import GatewayError
+from model_go.providers.base import Channel
 from model_go.relay.snapshot import KeyInfo, Price
 from model_go.tokens import estimate_prompt_tokens, text_tokens
+from model_go.wire.canonical import Call, Usage
 
 CLIENT_CLOSED = 499
 
 
 @dataclass
 class Outcome:
-    """What happened to one request; turned into exactly one usage row and at most one debit."""
+    """What happened to one request; turned into exactly one usage row and at most one debit.
+    Changed only through the methods below, each named after the event it records."""
 
     status: int = 200
     error_code: str | None = None
@@ -28,24 +32,55 @@ class Outcome:
     attempts: int = 0
     ttft_ms: int | None = None
 
+    def attempting(self, channel_id: int) -> None:
+        self.attempts += 1
+        self.channel_id = channel_id
+
+    def responding(self) -> None:
+        """The client is getting a 200: no fail-over from here on."""
+        self.delivered = True
+
+    def first_output(self, started: float) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = int((time.perf_counter() - started) * 1000)
+
+    def generated(self, usage: Usage | None, completion_chars: int) -> None:
+        """What the upstream produced so far: its reported usage and the characters we forwarded."""
+        self.usage = usage
+        self.completion_chars = completion_chars
+
+    def failed(self, error: GatewayError) -> None:
+        self.status, self.error_code = error.status, error.code
+
+    def client_closed(self) -> None:
+        self.status, self.error_code = CLIENT_CLOSED, "client_closed"
+
+    def shut_down(self) -> None:
+        self.status, self.error_code = 503, "server_shutdown"
+
 
 @dataclass
 class Context:
+    """One client request: who sent it, the canonical call, its price, and its outcome."""
+
     request_id: str
     started: float
     endpoint: str
     key: KeyInfo
-    model: str
     price: Price
-    body: dict[str, Any]
-    stream: bool
+    channels: list[Channel]  # the model's channels in the snapshot the request started with
+    call: Call
     client_ip: str | None
     user_agent: str | None
     chat: bool = True
     dialect: Dialect | None = None
     original: dict[str, Any] | None = None  # the client's body, when a dialect converted it
-    egress: Egress | None = None
+    worst_output: int = 0  # output tokens the reservation covers
     outcome: Outcome = field(default_factory=Outcome)
+
+    @property
+    def model(self) -> str:
+        return self.call.model
 
 
 def usage_or_estimate(ctx: Context) -> Usage:
@@ -53,7 +88,7 @@ def usage_or_estimate(ctx: Context) -> Usage:
     if ctx.outcome.usage is not None:
         return ctx.outcome.usage
     return Usage(
-        prompt_tokens=estimate_prompt_tokens(ctx.body),
+        prompt_tokens=estimate_prompt_tokens(ctx.call.body),
         completion_tokens=text_tokens(ctx.outcome.completion_chars),
     )
 

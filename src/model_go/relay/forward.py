@@ -1,9 +1,14 @@
-"""The only code that talks to upstreams over the network: one shared aiohttp session."""
+"""The only code that talks to upstreams over the network: one shared aiohttp session, behind a
+transport seam (in the spirit of httpx transports) so an in-process upstream, the demo model,
+answers through the same path as a network one."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Protocol
 
 import aiohttp
 
@@ -11,6 +16,69 @@ from model_go.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from model_go.providers.base import UpstreamRequest
 
 MAX_ERROR_BODY = 64 * 1024
+# URLs of upstreams answered in-process (the demo model) start with this; nothing else does
+LOCAL_SCHEME = "local:"
+
+
+class ResponseBody(Protocol):
+    async def readany(self) -> bytes: ...
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class UpstreamResponse(Protocol):
+    """What the relay reads of an upstream's answer: the part of aiohttp.ClientResponse it uses."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> ResponseBody: ...
+
+    async def read(self) -> bytes: ...
+
+    async def __aenter__(self) -> UpstreamResponse: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None:
+        """Hands the connection back to the pool (or closes it)."""
+
+
+class UpstreamTransport(Protocol):
+    async def open(
+        self,
+        req: UpstreamRequest,
+        client_timeout: aiohttp.ClientTimeout | None = None,
+        first_byte: float | None = None,
+    ) -> UpstreamResponse:
+        """The upstream's status line and headers; the body is read from the response."""
+        ...
+
+
+class Transport:
+    """Sends each request over the shared session, or to the in-process upstream its URL names."""
+
+    def __init__(self, session: aiohttp.ClientSession, local: UpstreamTransport) -> None:
+        self.session = session
+        self.local = local
+
+    async def open(
+        self,
+        req: UpstreamRequest,
+        client_timeout: aiohttp.ClientTimeout | None = None,
+        first_byte: float | None = None,
+    ) -> UpstreamResponse:
+        if req.url.startswith(LOCAL_SCHEME):
+            return await self.local.open(req, client_timeout, first_byte)
+        return await open_response(self.session, req, client_timeout, first_byte)
 
 
 def make_session(connect_timeout: float, read_timeout: float) -> aiohttp.ClientSession:
@@ -70,7 +138,7 @@ async def _request(
     )
 
 
-async def read_all(resp: aiohttp.ClientResponse, limit: int | None = None) -> bytes:
+async def read_all(resp: UpstreamResponse, limit: int | None = None) -> bytes:
     """The whole body (or its first `limit` bytes); silences longer than the read timeout fail."""
     try:
         return await (resp.read() if limit is None else resp.content.read(limit))

@@ -39,14 +39,27 @@ class Verdict(Enum):
     REFUSAL = "refusal"  # credentials or quota: counts toward disabling the channel
 
 
+REFUSAL_CODES = frozenset({"upstream_auth_failed", "upstream_quota"})
+
+
+def classify(exc: GatewayError) -> tuple[Verdict, bool]:
+    """The one reading of a failed attempt: what it means for the channel's health, and whether
+    another channel may be tried (an upstream's failure may not repeat elsewhere; a request the
+    upstream called invalid would fail on every channel)."""
+    upstream = isinstance(exc, UpstreamError | RateLimited) and not isinstance(exc, InvalidRequest)
+    if exc.code in REFUSAL_CODES:
+        return Verdict.REFUSAL, upstream
+    if not upstream or exc.code == "upstream_model_not_found":
+        return Verdict.NEUTRAL, upstream
+    return Verdict.FAILURE, True
+
+
 def verdict(exc: GatewayError) -> Verdict:
-    if exc.code in ("upstream_auth_failed", "upstream_quota"):
-        return Verdict.REFUSAL
-    if isinstance(exc, InvalidRequest) or exc.code == "upstream_model_not_found":
-        return Verdict.NEUTRAL
-    if isinstance(exc, UpstreamError | RateLimited):
-        return Verdict.FAILURE
-    return Verdict.NEUTRAL
+    return classify(exc)[0]
+
+
+def retryable(exc: GatewayError) -> bool:
+    return classify(exc)[1]
 
 
 def retry_after_seconds(exc: GatewayError) -> float:
@@ -75,9 +88,9 @@ class Circuit:
 
 
 class Health:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, reporter: Reporter | None = None) -> None:
         self.clock = clock
-        self.reporter: Reporter | None = None
+        self.reporter = reporter
         self._circuits: dict[int, dict[str, Circuit]] = {}
         self._refusals: dict[int, int] = {}
         self._disabled: dict[int, Channel] = {}  # the Channel object: a reload after `enable` clears it

@@ -1,10 +1,12 @@
-"""Per-key requests-per-minute and per-user concurrency limits, in process (single node)."""
+"""Per-key requests-per-minute and per-user concurrency limits: the `Limiter` protocol the relay
+sees, and `InProcessLimiter` for one node (a shared implementation, Redis, slots in behind it)."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections import defaultdict
+from typing import Protocol
 
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
@@ -13,7 +15,20 @@ from limits.strategies import MovingWindowRateLimiter
 from model_go.errors import RateLimited
 
 
-class Limiter:
+class Limiter(Protocol):
+    def check_rpm(self, key_id: int, limit: int) -> dict[str, str]:
+        """Count one request against the key's per-minute limit (RateLimited when over); the
+        headers describe what is left."""
+        ...
+
+    def acquire(self, user_id: int, limit: int) -> None:
+        """Take one of the user's concurrent-request slots, or raise RateLimited."""
+        ...
+
+    def release(self, user_id: int) -> None: ...
+
+
+class InProcessLimiter:
     def __init__(self) -> None:
         self._rpm = MovingWindowRateLimiter(MemoryStorage())
         self._items: dict[int, RateLimitItemPerMinute] = {}

@@ -5,17 +5,18 @@
 
 Route: candidate channels by priority and weight, minus those the in-memory health skips (open
 circuits, channels just disabled); fail over only before the first byte reached the client, within
-`max_attempts` and the total deadline. Every attempt's outcome feeds the health (relay/health.py).
+`max_attempts` and the total deadline. Each try is one Attempt (relay/attempt.py), which tells the
+health how it went.
 
-A route with a dialect (Anthropic's /v1/messages) converts its request to the canonical OpenAI
-format on the way in and the reply, stream and errors back on the way out; the rest is shared. On
-a channel that speaks the dialect itself (an Anthropic channel), the client's body goes upstream
-and the reply comes back untranslated (relay/anthropic_passthrough.py).
+A route with a dialect (Anthropic's /v1/messages, dialects/anthropic) converts its request to the
+canonical OpenAI format on the way in and the reply, stream and errors back on the way out; the rest
+is shared. On a channel that speaks the dialect itself (an Anthropic channel), the client's body goes
+upstream and the reply comes back untranslated.
 
-Nothing here touches the database: keys, channels and prices come from the in-memory snapshot,
-money from the in-process ledger, the usage row is written later by the batched writer, and
-health changes by their own writer task. Prompt and response text never reach a log line, an
-error message or a stored row.
+Nothing here touches the database on the way: keys, channels and prices come from the in-memory
+snapshot (a key newer than the snapshot costs one lookup, relay/auth.py), money from the ledger, the
+usage row is written later by the batched writer, and health changes by their own writer task.
+Prompt and response text never reach a log line, an error message or a stored row.
 """
 
 from __future__ import annotations
@@ -26,49 +27,28 @@ import logging
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import orjson
 
-from model_go.billing.ledger import Reservation
+from model_go.billing.ledger import Debit, Reservation
 from model_go.billing.money import request_cost
-from model_go.errors import (
-    AuthenticationFailed,
-    GatewayError,
-    InvalidRequest,
-    MethodNotAllowed,
-    NotFound,
-    PermissionDenied,
-    RateLimited,
-    UpstreamError,
-    UpstreamTimeout,
-)
-from model_go.providers.base import Call, Channel, Usage
-from model_go.relay import upstream
-from model_go.relay.asgi import (
-    Receive,
-    Scope,
-    Send,
-    encode_headers,
-    header,
-    read_body,
-    send_error,
-    send_json,
-)
+from model_go.dialects import Dialect
+from model_go.dialects.anthropic import AnthropicMessages, count_tokens
+from model_go.errors import GatewayError, MethodNotAllowed, NotFound, PermissionDenied, UpstreamTimeout
+from model_go.providers import REGISTRY
+from model_go.providers.base import Channel
+from model_go.relay.asgi import Receive, Scope, Send, encode_headers, header, read_body, send_error, send_json
+from model_go.relay.attempt import Attempt, Upstreams
+from model_go.relay.auth import raw_key_from
 from model_go.relay.context import CLIENT_CLOSED, Context, usage_or_estimate
-from model_go.relay.dialect import Dialect
-from model_go.relay.health import REFUSED, Health
-from model_go.relay.health_store import HealthStore
-from model_go.relay.messages import AnthropicMessages, count_tokens
-from model_go.relay.policy import ChannelPolicy, Policies
+from model_go.relay.health import REFUSED, retryable
 from model_go.relay.routing import candidates
 from model_go.relay.snapshot import KeyInfo, Price
+from model_go.state import AppState
 from model_go.tokens import prompt_token_bound
 from model_go.usage.writer import UsageRecord
 from model_go.wire import openai as wire
-
-if TYPE_CHECKING:
-    from model_go.state import AppState
+from model_go.wire.canonical import Call, ChatRequest, Usage
 
 log = logging.getLogger("model_go.relay")
 
@@ -84,14 +64,15 @@ def _request_id() -> str:
 
 
 class Relay:
-    """The /v1 endpoints. Built once per app; the lifespan hands it the live AppState."""
+    """The /v1 endpoints. Built once per running server, in the lifespan, from its AppState."""
 
-    state: AppState
-
-    def __init__(self) -> None:
-        self.health = Health()
-        self.policies = Policies()
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.settings = state.settings
         self.anthropic = AnthropicMessages()
+        self.upstreams = Upstreams(
+            transport=state.transport, health=state.health, keepalive_seconds=state.settings.keepalive_seconds
+        )
 
     # -- entry points -----------------------------------------------------------------------
 
@@ -118,8 +99,8 @@ class Relay:
                 raise MethodNotAllowed(
                     f"Method {scope['method']} is not allowed here.", headers={"Allow": "POST"}
                 )
-            key = self._authenticate(scope)
-            raw = await read_body(scope, receive, self.state.settings.max_body_bytes)
+            key = await self._authenticate(scope)
+            raw = await read_body(scope, receive, self.settings.max_body_bytes)
             model, tokens = count_tokens(raw)
             self._resolve(key, model)
             await send_json(send, 200, orjson.dumps({"input_tokens": tokens}))
@@ -133,11 +114,10 @@ class Relay:
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            key = self._authenticate(scope)
-            snap = self.state.snapshot
+            key = await self._authenticate(scope)
             data = [
                 {"id": m, "object": "model", "created": 0, "owned_by": "model-go"}
-                for m in snap.models_for(key)
+                for m in self.state.snapshot.models_for(key)
             ]
             await send_json(send, 200, orjson.dumps({"object": "list", "data": data}))
         except GatewayError as exc:
@@ -153,7 +133,8 @@ class Relay:
         started = time.perf_counter()
         status = 500
         try:
-            status = await self._handle(scope, receive, send, endpoint, dialect, request_id, started)
+            ctx = await self._admit(scope, receive, endpoint, dialect, request_id, started)
+            status = await self._serve(ctx, receive, send)
         except GatewayError as exc:
             status = exc.status
             await self._send_error(send, exc, dialect, extra)
@@ -164,7 +145,7 @@ class Relay:
             log.exception("unexpected error in %s request %s", endpoint, request_id)
             await self._send_error(send, GatewayError(), dialect, extra)
         finally:
-            if self.state.settings.access_log:
+            if self.settings.access_log:
                 log.info(
                     "%s %s %d %.1fms",
                     request_id,
@@ -183,103 +164,101 @@ class Relay:
 
     # -- the pipeline -----------------------------------------------------------------------
 
-    async def _handle(
+    async def _admit(
         self,
         scope: Scope,
         receive: Receive,
-        send: Send,
         endpoint: str,
         dialect: Dialect | None,
         request_id: str,
         started: float,
-    ) -> int:
-        settings = self.state.settings
-        key = self._authenticate(scope)
-        raw = await read_body(scope, receive, settings.max_body_bytes)
+    ) -> Context:
+        """Authenticate, read and validate the body, and find the model's price: the request's Context."""
+        key = await self._authenticate(scope)
+        raw = await read_body(scope, receive, self.settings.max_body_bytes)
         body = original = wire.parse_json_object(raw)
         if dialect is not None:
             body = dialect.canonical(original)
             raw = orjson.dumps(body)  # what goes upstream, and what the reservation is bounded by
         chat = endpoint != "embeddings"
-        if chat:
-            model, stream, wants_usage, max_out, n = wire.validate_chat(body)
-        else:
-            model, stream, wants_usage, max_out, n = (wire.validate_embeddings(body), False, False, 0, 1)
+        request = wire.validate_chat(body) if chat else None
+        model = request.model if request is not None else wire.validate_embeddings(body)
         channels, price = self._resolve(key, model)
-        ctx = Context(
+        return Context(
             request_id=request_id,
             started=started,
             endpoint=endpoint,
             key=key,
-            model=model,
             price=price,
-            body=body,
-            stream=stream,
+            channels=channels,
+            call=Call(
+                body=body,
+                raw=raw,
+                model=model,
+                upstream_model=model,
+                stream=request is not None and request.stream,
+                client_wants_usage=request is not None and request.wants_usage,
+            ),
             client_ip=scope["client"][0] if scope.get("client") else None,
             user_agent=header(scope, b"user-agent"),
             chat=chat,
             dialect=dialect,
             original=original if dialect is not None else None,
+            worst_output=self._worst_output(request),
         )
+
+    def _worst_output(self, request: ChatRequest | None) -> int:
+        """The output tokens the reservation covers: the request's cap (else the default) per choice;
+        none for embeddings."""
+        if request is None:
+            return 0
+        return (request.max_output or self.settings.default_max_output_tokens) * request.n
+
+    async def _serve(self, ctx: Context, receive: Receive, send: Send) -> int:
+        """Limits, reservation, the attempts, and the settlement in `finally`."""
+        state, key = self.state, ctx.key
         limit_headers = self._check_limits(key)
-        concurrency = settings.default_concurrency
+        concurrency = self.settings.default_concurrency
         if concurrency:
-            self.state.limiter.acquire(key.user_id, concurrency)
+            state.limiter.acquire(key.user_id, concurrency)
         try:
-            worst_out = (max_out or settings.default_max_output_tokens) * n if chat else 0
-            reserve = request_cost(
-                prompt_tokens=prompt_token_bound(raw),
-                completion_tokens=worst_out,
-                cached_tokens=0,
-                input_per_1m=price.input_per_1m,
-                output_per_1m=price.output_per_1m,
-                cached_input_per_1m=price.cached_input_per_1m,
-            )
-            res = self.state.ledger.reserve(key.user_id, reserve, request_id)
-            call = Call(
-                body=body,
-                raw=raw,
-                model=model,
-                upstream_model=model,
-                stream=stream,
-                client_wants_usage=wants_usage,
-            )
-            extra = [(b"x-request-id", request_id.encode()), *encode_headers(limit_headers)]
-            if dialect is not None:
+            res = state.ledger.reserve(key.user_id, self._reservation(ctx), ctx.request_id)
+            extra = [(b"x-request-id", ctx.request_id.encode()), *encode_headers(limit_headers)]
+            if ctx.dialect is not None:
                 extra.append((b"request-id", extra[0][1]))
             try:
-                await self._attempt_all(ctx, call, channels, receive, send, extra)
+                await self._attempt_all(ctx, receive, send, extra)
             except asyncio.CancelledError:
                 if not self._client_gone(ctx):
-                    ctx.outcome.status, ctx.outcome.error_code = 503, "server_shutdown"
+                    ctx.outcome.shut_down()
                     raise
             except GatewayError as exc:
-                ctx.outcome.status, ctx.outcome.error_code = exc.status, exc.code
+                ctx.outcome.failed(exc)
                 raise
             finally:
                 self._settle(ctx, res)
         finally:
             if concurrency:
-                self.state.limiter.release(key.user_id)
+                state.limiter.release(key.user_id)
         return ctx.outcome.status
 
-    def _authenticate(self, scope: Scope) -> KeyInfo:
-        auth = header(scope, b"authorization")
-        raw_key = auth[7:].strip() if auth and auth[:7].lower() == "bearer " else header(scope, b"x-api-key")
-        if not raw_key:
-            raise AuthenticationFailed(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
-                code="missing_api_key",
-            )
-        snap = self.state.snapshot
-        key = snap.keys.get(self.state.keyring.hash_api_key(raw_key))
+    def _reservation(self, ctx: Context) -> int:
+        price = ctx.price
+        return request_cost(
+            prompt_tokens=prompt_token_bound(ctx.call.raw),
+            completion_tokens=ctx.worst_output,
+            cached_tokens=0,
+            input_per_1m=price.input_per_1m,
+            output_per_1m=price.output_per_1m,
+            cached_input_per_1m=price.cached_input_per_1m,
+        )
+
+    async def _authenticate(self, scope: Scope) -> KeyInfo:
+        raw_key = raw_key_from(header(scope, b"authorization"), header(scope, b"x-api-key"))
+        key_hash, key = self.state.authenticator.known(self.state.snapshot, raw_key)
         if key is None:
-            raise AuthenticationFailed("Incorrect API key provided.")
-        if key.expires_at is not None and key.expires_at <= datetime.now(UTC):
-            raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
-        user = snap.users.get(key.user_id)
-        if user is None or user.disabled:
-            raise AuthenticationFailed("This account is disabled.", code="account_disabled")
+            key = await self.state.authenticator.lookup(key_hash)
+            await self.state.catch_up()  # the key is newer than the snapshot: so may its balance be
         return key
 
     def _resolve(self, key: KeyInfo, model: str) -> tuple[list[Channel], Price]:
@@ -298,7 +277,7 @@ class Relay:
 
     def _check_limits(self, key: KeyInfo) -> dict[str, str]:
         user = self.state.snapshot.users.get(key.user_id)
-        rpm = key.rpm_limit or (user.rpm_limit if user else None) or self.state.settings.default_rpm
+        rpm = key.rpm_limit or (user.rpm_limit if user else None) or self.settings.default_rpm
         if not rpm:
             return {}
         return self.state.limiter.check_rpm(key.id, rpm)
@@ -306,17 +285,11 @@ class Relay:
     # -- upstream attempts ------------------------------------------------------------------
 
     async def _attempt_all(
-        self,
-        ctx: Context,
-        call: Call,
-        channels: list[Channel],
-        receive: Receive,
-        send: Send,
-        extra: list[tuple[bytes, bytes]],
+        self, ctx: Context, receive: Receive, send: Send, extra: list[tuple[bytes, bytes]]
     ) -> None:
         """Try candidates in order; fail over only before anything reached the client."""
-        settings = self.state.settings
-        health = self.health
+        settings, health = self.settings, self.state.health
+        channels = ctx.channels
         deadline = time.monotonic() + settings.upstream_total_timeout
         last_error: GatewayError | None = None
         skipped = False
@@ -327,25 +300,22 @@ class Relay:
             if admission == REFUSED:
                 skipped = True
                 continue
-            ctx.outcome.attempts += 1
-            ctx.outcome.channel_id = channel.id
-            call.upstream_model = channel.upstream_model(ctx.model)
-            policy = self.policies.get(channel, settings)
+            ctx.outcome.attempting(channel.id)
+            attempt = Attempt(
+                ctx=ctx,
+                channel=channel,
+                provider=REGISTRY[channel.provider],
+                policy=self.state.policies.get(channel, settings),
+                admission=admission,
+                deadline=deadline,
+                upstreams=self.upstreams,
+            )
             try:
-                if ctx.chat and ctx.stream:
-                    await upstream.stream(
-                        self, ctx, call, channel, policy, admission, receive, send, extra, deadline
-                    )
-                else:
-                    await upstream.unary(self, ctx, call, channel, policy, send, extra, deadline)
-                    health.succeeded(channel, ctx.model, admission, policy)
+                await attempt.run(receive, send, extra)
                 return
             except GatewayError as exc:
-                if ctx.outcome.delivered:
-                    raise  # the stream already reported its own outcome
-                self.record_failure(channel, ctx.model, admission, exc, policy)
-                if not _retryable(exc):
-                    raise
+                if ctx.outcome.delivered or not retryable(exc):
+                    raise  # a started stream already reported its own outcome
                 last_error = exc
                 log.warning(
                     "%s attempt %d on channel %s failed: %s",
@@ -354,22 +324,11 @@ class Relay:
                     channel.name,
                     exc.code,
                 )
-            except BaseException:
-                health.release(channel, ctx.model, admission)  # client gone or shutdown: no verdict
-                raise
         if last_error is not None:
             raise last_error
         if skipped:
             raise health.refusal(channels, ctx.model)
         raise UpstreamTimeout("The upstream provider did not answer in time.")
-
-    def record_failure(
-        self, channel: Channel, model: str, admission: int, exc: GatewayError, policy: ChannelPolicy
-    ) -> None:
-        health = self.health
-        if health.reporter is None:  # the first failure this process sees starts the health writer
-            health.reporter = HealthStore(self.state.engine, self.state.tasks)
-        health.failed(channel, model, admission, exc, policy)
 
     # -- money and the usage row ------------------------------------------------------------
 
@@ -401,34 +360,30 @@ class Relay:
             cached_input_per_1m=price.cached_input_per_1m,
         )
         debit = self.state.ledger.settle(res, cost)
-        self.state.usage.record(
-            UsageRecord(
-                request_id=ctx.request_id,
-                user_id=ctx.key.user_id,
-                key_id=ctx.key.id,
-                endpoint=ctx.endpoint,
-                model=ctx.model,
-                channel_id=outcome.channel_id,
-                stream=ctx.stream,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_tokens=usage.cached_tokens,
-                usage_estimated=estimated,
-                cost_micros=debit.amount if debit else 0,
-                status_code=outcome.status,
-                error_code=outcome.error_code,
-                attempts=outcome.attempts,
-                latency_ms=int((time.perf_counter() - ctx.started) * 1000),
-                ttft_ms=outcome.ttft_ms,
-                client_ip=ctx.client_ip,
-                user_agent=(ctx.user_agent or "")[:512] or None,
-                created_at=datetime.now(UTC),
-            ),
-            debit,
-        )
+        self.state.usage.record(_usage_row(ctx, usage, estimated, debit), debit)
 
 
-def _retryable(exc: GatewayError) -> bool:
-    if isinstance(exc, InvalidRequest):
-        return False
-    return isinstance(exc, UpstreamError | RateLimited)
+def _usage_row(ctx: Context, usage: Usage, estimated: bool, debit: Debit | None) -> UsageRecord:
+    outcome = ctx.outcome
+    return UsageRecord(
+        request_id=ctx.request_id,
+        user_id=ctx.key.user_id,
+        key_id=ctx.key.id,
+        endpoint=ctx.endpoint,
+        model=ctx.model,
+        channel_id=outcome.channel_id,
+        stream=ctx.call.stream,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        usage_estimated=estimated,
+        cost_micros=debit.amount if debit else 0,
+        status_code=outcome.status,
+        error_code=outcome.error_code,
+        attempts=outcome.attempts,
+        latency_ms=int((time.perf_counter() - ctx.started) * 1000),
+        ttft_ms=outcome.ttft_ms,
+        client_ip=ctx.client_ip,
+        user_agent=(ctx.user_agent or "")[:512] or None,
+        created_at=datetime.now(UTC),
+    )

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from model_go.errors import InvalidRequest
+from model_go.wire.canonical import ChatRequest
 
 # Fields that would point a request somewhere else or swap its credentials. Refused anywhere in
 # the body (LiteLLM's SSRF came in through nested `user_config`), except inside user content.
@@ -85,8 +86,7 @@ def _model(body: dict[str, Any]) -> str:
     return model
 
 
-def validate_chat(body: dict[str, Any]) -> tuple[str, bool, bool, int | None, int]:
-    """Returns (model, stream, client_wants_usage, max_output_tokens, n)."""
+def validate_chat(body: dict[str, Any]) -> ChatRequest:
     model = _model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -113,10 +113,11 @@ def validate_chat(body: dict[str, Any]) -> tuple[str, bool, bool, int | None, in
     if n > 128:
         raise InvalidRequest("'n' must be at most 128.", param="n")
     _refuse_redirects(body, "")
-    return model, stream, wants_usage, max_out, n
+    return ChatRequest(model, stream, wants_usage, max_out, n)
 
 
 def validate_embeddings(body: dict[str, Any]) -> str:
+    """The model of a valid embeddings body (nothing streams, nothing is generated)."""
     model = _model(body)
     value = body.get("input")
     ok = isinstance(value, str) or (

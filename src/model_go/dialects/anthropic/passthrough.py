@@ -9,11 +9,12 @@ from typing import Any
 
 import orjson
 
+from model_go.dialects.anthropic.reply import error_event
 from model_go.errors import GatewayError
 from model_go.providers import anthropic
-from model_go.providers.base import Call, Channel, Provider, UpstreamRequest, Usage
-from model_go.providers.canonical import as_dict, load_object, malformed
-from model_go.wire.anthropic_reply import error_event
+from model_go.providers.base import Channel, Provider, UpstreamRequest
+from model_go.providers.canonical import load_object, malformed
+from model_go.wire.canonical import Call, Usage, as_dict
 
 PROVIDER = "anthropic"
 

@@ -1,5 +1,5 @@
 """The Anthropic Messages dialect (`POST /v1/messages`): Anthropic requests in, the canonical
-pipeline in the middle, Anthropic replies, events and errors out."""
+pipeline in the middle, Anthropic replies, events and errors out. Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Any
 
 import orjson
 
+from model_go.dialects.anthropic import passthrough as own
+from model_go.dialects.anthropic import reply as replies
+from model_go.dialects.anthropic.request import canonical_request, count_request
 from model_go.errors import GatewayError
-from model_go.providers.base import Usage
-from model_go.relay import anthropic_passthrough
+from model_go.providers.base import Channel, Provider, StreamTranslator, UpstreamRequest
 from model_go.tokens import estimate_prompt_tokens, text_tokens
-from model_go.wire import anthropic_reply
-from model_go.wire.anthropic import canonical_request, count_request
+from model_go.wire.canonical import Call, Usage
 from model_go.wire.openai import parse_json_object
 
 
@@ -28,16 +29,27 @@ class AnthropicMessages:
         return canonical_request(body)
 
     def passthrough(self, provider: str) -> bool:
-        return provider == anthropic_passthrough.PROVIDER
+        return provider == own.PROVIDER
+
+    def passthrough_request(
+        self, provider: Provider, channel: Channel, call: Call, original: dict[str, Any]
+    ) -> UpstreamRequest:
+        return own.request(provider, channel, call, original)
+
+    def passthrough_reply(self, body: bytes) -> tuple[bytes, Usage | None]:
+        return own.reply(body)
+
+    def passthrough_stream(self) -> tuple[StreamTranslator, own.PassthroughEgress]:
+        return own.PassthroughStream(), own.PassthroughEgress()
 
     def error_json(self, exc: GatewayError) -> bytes:
-        return anthropic_reply.error_json(exc)
+        return replies.error_json(exc)
 
     def reply(self, completion: bytes, request_id: str, model: str, usage: Usage) -> bytes:
-        return anthropic_reply.message_json(completion, message_id(request_id), model, usage)
+        return replies.message_json(completion, message_id(request_id), model, usage)
 
-    def stream(self, request_id: str, model: str, input_tokens: int) -> anthropic_reply.MessageStream:
-        return anthropic_reply.MessageStream(message_id(request_id), model, input_tokens)
+    def stream(self, request_id: str, model: str, input_tokens: int) -> replies.MessageStream:
+        return replies.MessageStream(message_id(request_id), model, input_tokens)
 
 
 def count_tokens(raw: bytes) -> tuple[str, int]:

@@ -9,8 +9,7 @@ from typing import Any
 import orjson
 
 from model_go.errors import GatewayError
-from model_go.providers.base import Usage
-from model_go.providers.canonical import as_dict
+from model_go.wire.canonical import Usage, as_dict
 
 STOP_REASONS = {
     "stop": "end_turn",

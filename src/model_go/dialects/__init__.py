@@ -1,13 +1,17 @@
-"""The client-facing wire format of a relay route. The pipeline works in the canonical (OpenAI chat)
-format; a dialect converts the request in and the reply, the stream and the errors out. OpenAI's own
-routes have no dialect: their bytes pass through untouched."""
+"""Inbound dialects: the client-facing wire format of a relay route other than OpenAI's own.
+
+The pipeline works in the canonical (OpenAI chat) format; a dialect converts the request in and the
+reply, the stream and the errors out. OpenAI's own routes have no dialect: their bytes pass through
+untouched. One package per dialect (anthropic/), each pure: no I/O, no settings.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
 from model_go.errors import GatewayError
-from model_go.providers.base import Usage
+from model_go.providers.base import Channel, Provider, StreamTranslator, UpstreamRequest
+from model_go.wire.canonical import Call, Usage
 
 
 class Egress(Protocol):
@@ -28,6 +32,20 @@ class Dialect(Protocol):
     def passthrough(self, provider: str) -> bool:
         """True when this provider speaks the dialect itself: the client's body goes upstream as
         it is and the upstream's reply comes back as it is (usage still read on the way)."""
+        ...
+
+    def passthrough_request(
+        self, provider: Provider, channel: Channel, call: Call, original: dict[str, Any]
+    ) -> UpstreamRequest:
+        """The upstream request of a passthrough: the provider's URL and headers, the client's body."""
+        ...
+
+    def passthrough_reply(self, body: bytes) -> tuple[bytes, Usage | None]:
+        """The upstream's own reply, checked, and the usage it reported."""
+        ...
+
+    def passthrough_stream(self) -> tuple[StreamTranslator, Egress]:
+        """Reads usage from the upstream's own events and passes them through."""
         ...
 
     def error_json(self, exc: GatewayError) -> bytes: ...
