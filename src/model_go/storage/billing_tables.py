@@ -61,7 +61,9 @@ redemption_codes = Table(
     "redemption_codes",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("batch_id", Integer, ForeignKey("code_batches.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "batch_id", Integer, ForeignKey("code_batches.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
     Column("code_hash", String(64), nullable=False, unique=True),
     Column("uses", Integer, nullable=False),
     Column("used", Integer, nullable=False, default=0),
