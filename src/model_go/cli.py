@@ -667,3 +667,8 @@ def retention_run() -> None:
 
 def main() -> None:
     app()
+
+
+from model_go.cli_billing import register as _register_billing  # noqa: E402
+
+_register_billing(app, credit_app)
