@@ -135,6 +135,12 @@ def test_completed_payment_is_credited_once_whatever_the_replays(
     assert pay_gw.balance(user_id) == 20_000_000
     assert entries(pay_gw, user_id) == [("topup", 20_000_000)]
     assert order(pay_gw, order_id).status == "paid"
+    export = httpx.get(pay_gw.base_url + "/api/me/export", headers=bearer(secret)).json()
+    assert [(t["id"], t["status"], t["amount_usd"]) for t in export["topups"]] == [
+        (order_id, "paid", "20.000000")
+    ]
+    assert export["topups"][0]["stripe_reference"] == obj["payment_intent"]
+    assert export["ledger"][0]["reference"] == obj["payment_intent"]
 
 
 def test_concurrent_first_deliveries_credit_once(pay_gw: Gateway, stripe_fake: MockStripe) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-WEBHOOK_SECRET = "whsec_test_0123456789abcdef"  # noqa: S105 - a test value
-SECRET_KEY = "sk_test_fake_0123456789"  # noqa: S105 - a test value
+WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
+SECRET_KEY = "sk_test_fake_0123456789"
 
 
 def sign(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:

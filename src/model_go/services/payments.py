@@ -24,6 +24,7 @@ from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from model_go.accounts.export import order_view
 from model_go.billing import kinds
 from model_go.billing.money import MICROS_PER_USD, micros_to_usd
 from model_go.billing.payments import (
@@ -275,17 +276,3 @@ async def list_topups(engine: AsyncEngine, user_id: int) -> list[dict[str, Any]]
     async with engine.connect() as conn:
         rows = await billing_repo.list_orders(conn, user_id)
     return [order_view(r) for r in rows]
-
-
-def order_view(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "amount_micros": row.amount_micros,
-        "amount_usd": micros_to_usd(row.amount_micros),
-        "currency": row.currency,
-        "status": row.status,
-        "refunded_usd": micros_to_usd(row.refunded_micros),
-        "stripe_reference": row.payment_intent_id or row.stripe_session_id,
-        "created_at": row.created_at,
-        "paid_at": row.paid_at,
-    }

@@ -185,14 +185,11 @@ async def order_by_payment(conn: AsyncConnection, payment_intent_id: str) -> Row
     return (await conn.execute(query)).first()
 
 
-async def list_orders(conn: AsyncConnection, user_id: int, limit: int = 100) -> Sequence[Row[Any]]:
+async def list_orders(conn: AsyncConnection, user_id: int, limit: int | None = 100) -> Sequence[Row[Any]]:
     query = (
-        select(payment_orders)
-        .where(payment_orders.c.user_id == user_id)
-        .order_by(payment_orders.c.id.desc())
-        .limit(limit)
+        select(payment_orders).where(payment_orders.c.user_id == user_id).order_by(payment_orders.c.id.desc())
     )
-    return (await conn.execute(query)).all()
+    return (await conn.execute(query.limit(limit))).all()
 
 
 async def record_event(conn: AsyncConnection, event_id: str, event_type: str) -> None:
