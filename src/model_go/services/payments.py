@@ -68,13 +68,17 @@ class Checkout:
     url: str
 
 
+def _plain(micros: int) -> str:
+    """12.500000 -> 12.5, 5.000000 -> 5."""
+    return micros_to_usd(micros).rstrip("0").rstrip(".")
+
+
 def check_amount(amount_micros: int, limits: TopupLimits) -> None:
     if amount_micros % (MICROS_PER_USD // 100):
         raise InvalidRequest("Card top-ups are in whole cents.", param="amount_usd", code="invalid_amount")
     if not limits.min_micros <= amount_micros <= limits.max_micros:
         raise InvalidRequest(
-            f"A top-up is between {micros_to_usd(limits.min_micros)}"
-            f" and {micros_to_usd(limits.max_micros)} USD.",
+            f"A top-up is between {_plain(limits.min_micros)} and {_plain(limits.max_micros)} USD.",
             param="amount_usd",
             code="amount_out_of_range",
         )
