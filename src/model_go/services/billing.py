@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,7 +19,6 @@ from model_go.errors import InvalidRequest, NotFound
 from model_go.storage import billing_repo
 from model_go.storage.tables import utcnow
 
-Action = Literal["credit", "debit", "refund"]
 ACTIONS: dict[str, tuple[str, int]] = {
     "credit": (kinds.ADJUSTMENT, 1),
     "debit": (kinds.ADJUSTMENT, -1),
