@@ -10,46 +10,26 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import add_mock_channel, make_gateway
-from tests.e2e.conftest import ADMIN_PASSWORD, Site, in_thread, login, new_page, settle, shot
+from tests.billing.conftest import stripe_env, stripe_fake
+from tests.e2e.conftest import ADMIN_PASSWORD, Site, login, new_page, settle, shot, start_site
 from tests.support.mock_openai import MockUpstream
-from tests.support.mock_stripe import SECRET_KEY, WEBHOOK_SECRET, MockStripe, event, paid_session, sign
+from tests.support.mock_stripe import MockStripe, event, paid_session, sign
 from tests.support.smtp import MailBox
 
 PASSWORD = "customer-password-1234"
-
-
-@pytest.fixture(scope="module")
-def fake_stripe() -> Iterator[MockStripe]:
-    fake = MockStripe().start()
-    yield fake
-    fake.stop()
+__all__ = ["stripe_fake"]
 
 
 @pytest.fixture(scope="module")
 def pay_site(
     upstream: MockUpstream,
     mailbox: MailBox,
-    fake_stripe: MockStripe,
+    stripe_fake: MockStripe,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Site]:
-    gw = make_gateway(
-        tmp_path_factory.mktemp("e2e-pay"),
-        "sqlite",
-        MODELGO_INSECURE_COOKIES="true",
-        MODELGO_STRIPE_SECRET_KEY=SECRET_KEY,
-        MODELGO_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        MODELGO_STRIPE_API_BASE=fake_stripe.base_url,
-        **mailbox.env(),
-    )
-    gw.extra_env["MODELGO_PUBLIC_URL"] = gw.base_url
-    in_thread(lambda: add_mock_channel(gw, upstream))
-    admin = "admin" + uuid.uuid4().hex[:6]
-    email = f"{admin}@example.com"
-    gw.cli("user", "add", admin, "--email", email, "--admin", "--password-stdin", input=ADMIN_PASSWORD + "\n")
-    gw.start()
-    yield Site(gw=gw, mail=mailbox, admin_login=admin, admin_email=email)
-    gw.stop()
+    site = start_site(tmp_path_factory.mktemp("e2e-pay"), upstream, mailbox, **stripe_env(stripe_fake))
+    yield site
+    site.gw.stop()
 
 
 def customer(site: Site) -> str:
@@ -68,7 +48,7 @@ def accept_policy(page: Any) -> None:
 
 
 def test_card_top_up_goes_to_stripe_and_comes_back_credited(
-    browser: Any, pay_site: Site, fake_stripe: MockStripe
+    browser: Any, pay_site: Site, stripe_fake: MockStripe
 ) -> None:
     name = customer(pay_site)
     page = new_page(browser, pay_site)
@@ -81,7 +61,7 @@ def test_card_top_up_goes_to_stripe_and_comes_back_credited(
     page.get_by_role("button", name="Pay with card").click()
     page.wait_for_url(re.compile(r"/pay/cs_test_"))
     assert page.get_by_role("heading", name="Fake Stripe Checkout").is_visible()
-    session = fake_stripe._session(page.url.rsplit("/", 1)[1])
+    session = stripe_fake._session(page.url.rsplit("/", 1)[1])
     payload = event("checkout.session.completed", paid_session(session))
     sent = httpx.post(
         pay_site.url + "/api/billing/stripe/webhook",
