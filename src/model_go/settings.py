@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     login_max_failures_per_ip: int = Field(default=30, ge=1)
     login_throttle_window_seconds: int = Field(default=900, ge=1)
 
+    # -- payments --
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    topup_min_usd: int = Field(default=5, ge=1, le=1_000_000)
+    topup_max_usd: int = Field(default=500, ge=1, le=1_000_000)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

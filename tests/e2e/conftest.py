@@ -84,11 +84,19 @@ class Site:
 def site(
     upstream: MockUpstream, mailbox: MailBox, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
+    site = start_site(tmp_path_factory.mktemp("e2e"), upstream, mailbox)
+    yield site
+    site.gw.stop()
+
+
+def start_site(tmp: Path, upstream: MockUpstream, mailbox: MailBox, **env: str) -> Site:
+    """A started SQLite gateway with mail, the mock channel and an admin account (extra settings in env)."""
     gw = make_gateway(
-        tmp_path_factory.mktemp("e2e"),
+        tmp,
         "sqlite",
         MODELGO_INSECURE_COOKIES="true",  # plain http on loopback: no Secure cookie, no __Host- prefix
         **mailbox.env(),
+        **env,
     )
     gw.extra_env["MODELGO_PUBLIC_URL"] = gw.base_url
     in_thread(lambda: add_mock_channel(gw, upstream))
@@ -96,8 +104,7 @@ def site(
     email = f"{admin}@example.com"
     gw.cli("user", "add", admin, "--email", email, "--admin", "--password-stdin", input=ADMIN_PASSWORD + "\n")
     gw.start()
-    yield Site(gw=gw, mail=mailbox, admin_login=admin, admin_email=email)
-    gw.stop()
+    return Site(gw=gw, mail=mailbox, admin_login=admin, admin_email=email)
 
 
 def in_thread(work: Callable[[], T]) -> T:

@@ -157,7 +157,7 @@ def check_billing(page: Any) -> None:
     ledger = page.locator("[data-rows]").inner_text()
     assert "Top-up" in ledger and "+$5.00" in ledger and "e2e top-up" in ledger
     assert ledger.count("Charge") == 3
-    assert "Card payments are not available yet" in page.locator("main").inner_text()
+    assert "Card payments are not available on this server" in page.locator("main").inner_text()
     assert page.get_by_role("button", name=re.compile("top.?up|pay", re.I)).count() == 0
     shot(page, "08-billing")
 

@@ -1,7 +1,8 @@
 """Account deletion: revoke at once, erase personal data, keep de-identified billing records, purge.
 
 Kept (the law requires billing records): the user row as a tombstone (random name, no email, no
-password), its ledger rows, and its usage rows without client_ip and user_agent.
+password), its ledger rows, its card top-up orders (amounts and Stripe ids only, no personal data),
+and its usage rows without client_ip and user_agent.
 Erased: email, pending email, username, password hash, consents, keys, sessions, mail tokens and
 queued mail, tickets and their messages, the IP address and device of every usage row.
 """

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from model_go.accounts import policy
 from model_go.accounts import users as user_store
 from model_go.billing.money import micros_to_usd
-from model_go.storage import accounts_repo, repo
+from model_go.storage import accounts_repo, billing_repo, repo
 from model_go.storage.tables import USAGE_VIEW_FIELDS, utcnow
 
 USAGE_EXPORT_FIELDS = USAGE_VIEW_FIELDS
@@ -37,7 +37,23 @@ def ledger_view(row: Any) -> dict[str, Any]:
         "amount_usd": micros_to_usd(row.amount_micros),
         "note": row.note,
         "request_id": row.request_id,
+        "reference": row.reference,
         "created_at": row.created_at,
+    }
+
+
+def order_view(row: Any) -> dict[str, Any]:
+    """A card top-up as its owner sees it: the receipt (only Stripe ids and amounts exist)."""
+    return {
+        "id": row.id,
+        "amount_micros": row.amount_micros,
+        "amount_usd": micros_to_usd(row.amount_micros),
+        "currency": row.currency,
+        "status": row.status,
+        "refunded_usd": micros_to_usd(row.refunded_micros),
+        "stripe_reference": row.payment_intent_id or row.stripe_session_id,
+        "created_at": row.created_at,
+        "paid_at": row.paid_at,
     }
 
 
@@ -89,5 +105,6 @@ async def build(conn: AsyncConnection, user_id: int, retention_days: int) -> dic
         "usage": usage,
         "usage_retention_days": retention_days,
         "ledger": [ledger_view(e) for e in entries],
+        "topups": [order_view(o) for o in await billing_repo.list_orders(conn, user_id, limit=None)],
         "tickets": await _tickets(conn, user_id),
     }

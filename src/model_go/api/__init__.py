@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from model_go.api import (
     admin_routes,
     auth_routes,
+    billing_routes,
     errors,
     keys_routes,
     me_routes,
@@ -26,6 +27,7 @@ def install(app: FastAPI) -> None:
         usage_routes,
         tickets_routes,
         admin_routes,
+        billing_routes,
     ):
         app.include_router(module.router)
     errors.install(app)

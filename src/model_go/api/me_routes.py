@@ -192,7 +192,8 @@ async def set_consent(
     "/export", responses={200: {"content": {"application/json": {}}, "description": "The export file"}}
 )
 async def export_me(principal: CurrentUser, state: StateDep) -> Response:
-    """Everything we hold about you as a JSON file: profile, consents, keys, usage, ledger, tickets."""
+    """Everything we hold about you as a JSON file: profile, consents, keys, usage, ledger, top-ups,
+    tickets."""
     async with state.engine.connect() as conn:
         data = await exporter.build(conn, principal.id, state.settings.usage_retention_days)
     filename = f"model-go-export-{principal.id}-{utcnow().date().isoformat()}.json"

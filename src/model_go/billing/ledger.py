@@ -79,6 +79,11 @@ class InProcessLedger:
 
     def reserve(self, user_id: int, amount: int, request_id: str) -> Reservation:
         acct = self.account(user_id)
+        if acct.committed - acct.pending < 0:
+            raise InsufficientBalance(
+                "Your balance is below zero (after a refund, a dispute or an adjustment), so your keys"
+                " are blocked. Top up your credits to use them again."
+            )
         if amount > acct.available or acct.available <= 0:
             raise InsufficientBalance(
                 "Your balance is too low for this request. Top up your credits and try again."

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from model_go.errors import InvalidRequest
 
 MICROS_PER_USD = 1_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000
@@ -50,3 +53,31 @@ def request_cost(
         + completion_tokens * output_per_1m
     )
     return -(-scaled // TOKENS_PER_PRICE_UNIT)
+
+
+MAX_ENTRY_USD = 1_000_000
+MAX_ENTRY_MICROS = MAX_ENTRY_USD * MICROS_PER_USD
+_USD_TEXT = re.compile(r"(?P<whole>[0-9]{1,7})(?:\.(?P<frac>[0-9]{1,6}))?")
+
+
+def parse_usd(text: str, *, param: str = "amount_usd") -> int:
+    """Parse a positive USD amount typed by a person ("12.50") into micro-dollars, strictly.
+
+    ASCII digits with at most one point and six decimals, more than zero and at most
+    MAX_ENTRY_USD. No sign, exponent, separators or spaces. Raises InvalidRequest naming `param`.
+    """
+    match = _USD_TEXT.fullmatch(text)
+    if match is None:
+        raise InvalidRequest(
+            f"Not an amount in USD: use digits with at most 6 decimals, e.g. 12.50 (got {text[:32]!r}).",
+            param=param,
+            code="invalid_amount",
+        )
+    micros = int(match["whole"]) * MICROS_PER_USD + int((match["frac"] or "").ljust(6, "0"))
+    if micros <= 0 or micros > MAX_ENTRY_MICROS:
+        raise InvalidRequest(
+            f"The amount must be more than 0 and at most {MAX_ENTRY_USD} USD.",
+            param=param,
+            code="invalid_amount",
+        )
+    return micros

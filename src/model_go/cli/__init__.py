@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from model_go.cli import billing
 from model_go.cli.channels import channel_app
 from model_go.cli.keys import key_app
 from model_go.cli.prices import price_app
@@ -27,6 +28,7 @@ app.add_typer(usage_app, name="usage")
 app.add_typer(retention_app, name="retention")
 app.command()(serve)
 app.command()(balance)
+billing.register(app, credit_app)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model_go.storage import account_tables, tables
+from model_go.storage import account_tables, billing_tables, tables
 from model_go.storage.metadata import metadata
 
-__all__ = ["account_tables", "metadata", "tables"]
+__all__ = ["account_tables", "billing_tables", "metadata", "tables"]

@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 # utcnow is re-exported: the usage writer and the relay import it from here
@@ -104,11 +105,16 @@ ledger = Table(
     Column("id", Integer, primary_key=True),
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("request_id", String(40), nullable=True, unique=True),
-    Column("kind", String(16), nullable=False),  # credit | debit | adjust
+    Column("kind", String(16), nullable=False),  # billing/kinds.py
     Column("amount_micros", BigInteger, nullable=False),
     Column("note", String(255), nullable=True),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    # what this entry applies (billing/kinds.py); unique per kind, so nothing is applied twice
+    Column("reference", String(128), nullable=True),
+    # the administrator who made an adjustment or refund by hand
+    Column("admin_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
     Index("ix_ledger_user_created", "user_id", "created_at"),
+    UniqueConstraint("kind", "reference"),
 )
 
 # Metadata about requests only: never prompt or response text.

@@ -50,6 +50,7 @@ PAGES: tuple[Page, ...] = (
     Page("/admin/users", "admin/users.html", "Users", "admin", "admin"),
     Page("/admin/channels", "admin/channels.html", "Channels", "admin", "admin"),
     Page("/admin/prices", "admin/prices.html", "Prices", "admin", "admin"),
+    Page("/admin/codes", "admin/codes.html", "Redemption codes", "admin", "admin"),
     Page("/admin/usage", "admin/usage.html", "Usage across users", "admin", "admin"),
     Page("/admin/tickets", "admin/tickets.html", "Support tickets", "admin", "admin"),
     Page("/admin/tickets/{ticket_id:int}", "admin/ticket.html", "Support ticket", "admin", "admin"),

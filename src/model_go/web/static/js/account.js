@@ -1,4 +1,4 @@
-/* account.js: the customer pages: overview, API keys, usage, billing, profile and support. */
+/* account.js: the customer pages: overview, API keys, usage, profile and support (billing: billing.js). */
 (function () {
   "use strict";
   const MG = window.MG;
@@ -260,37 +260,6 @@
       }
     }
     form.addEventListener("submit", (event) => { event.preventDefault(); load(1); });
-    await load(1);
-  };
-
-  /* ---------- billing ---------- */
-
-  const KIND_LABELS = { credit: "Top-up", debit: "Charge", adjust: "Adjustment", refund: "Refund" };
-
-  MG.pages.billing = async function (main) {
-    const tbody = MG.$(main, "[data-rows]");
-    const errorBox = MG.$(main, "[data-form-error]");
-    const pager = MG.pager(main, (page) => load(page));
-    async function load(page) {
-      MG.loadingRow(tbody, "Loading the ledger…");
-      try {
-        const data = await MG.api("GET", "/api/billing" + MG.query({ page, page_size: 50 }));
-        const stat = MG.$(main, "[data-stat=balance]");
-        stat.removeAttribute("aria-busy");
-        stat.textContent = MG.usd(data.balance_micros);
-        const ledger = data.ledger || { items: [] };
-        MG.fillRows(tbody, ledger.items, (e) => h("tr", {},
-          h("td", {}, MG.time(e.created_at)),
-          h("td", {}, KIND_LABELS[e.kind] || e.kind),
-          h("td", { class: "wrap" }, e.note || e.description || (e.request_id ? `Request ${e.request_id}` : "—")),
-          h("td", { class: "num amount " + (e.amount_micros < 0 ? "neg" : "pos") }, (e.amount_micros > 0 ? "+" : "") + MG.usd(e.amount_micros))),
-        "No credits or charges yet.");
-        pager.update(ledger);
-      } catch (err) {
-        MG.fillRows(tbody, [], null, "Could not load the ledger.");
-        MG.showError(errorBox, err);
-      }
-    }
     await load(1);
   };
 

@@ -63,6 +63,7 @@
         creditUser = user;
         MG.$(dialog, "[data-credit-user]").textContent = user.username || user.email;
         creditForm.reset();
+        MG.$(creditForm, "[data-submit-label]").textContent = "Add credit";
         MG.clearFormError(creditForm);
         dialog.showModal();
         return;
@@ -76,10 +77,15 @@
       });
     });
     MG.$(dialog, "[data-action=close-dialog]").addEventListener("click", () => dialog.close());
+    const LABELS = { credit: "Add credit", debit: "Debit", refund: "Record refund" };
+    creditForm.elements.action.addEventListener("change", () => {
+      MG.$(creditForm, "[data-submit-label]").textContent = LABELS[creditForm.elements.action.value];
+    });
     MG.onSubmit(creditForm, async (v) => {
-      await MG.api("POST", `/api/admin/users/${creditUser.id}/credit`, { amount_usd: v.amount_usd, note: v.note || null });
+      const body = { action: v.action, amount_usd: v.amount_usd, note: v.note };
+      await MG.api("POST", `/api/admin/users/${creditUser.id}/adjustments`, body);
       dialog.close();
-      MG.toast(`Added $${v.amount_usd} to ${creditUser.username}.`);
+      MG.toast(`${LABELS[v.action]}: $${v.amount_usd} for ${creditUser.username}.`);
       await load();
     });
     await load();
