@@ -54,10 +54,13 @@ class RelayFront:
         await self.app(scope, receive, send)
 
 
-def create_server_app(settings: Settings) -> RelayFront:
-    """What `model-go serve` runs: the FastAPI app behind the relay's fast path."""
+def create_server_app(settings: Settings) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """What `model-go serve` runs: the FastAPI app behind the relay's fast path, behind the server-wide
+    request limits (which leave /v1 to the relay's own body limit)."""
+    from model_go.guard import RequestGuard
+
     app = create_app(settings)
-    return RelayFront(app, app.state.relay)
+    return RequestGuard(RelayFront(app, app.state.relay), max_body_bytes=settings.api_max_body_bytes)
 
 
 def _error_response(error: GatewayError) -> JSONResponse:
