@@ -79,7 +79,7 @@ class Settings(BaseSettings):
             if len(value) < MIN_SECRET_LENGTH:
                 raise ValueError(f"MODELGO_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
             return value.encode()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.data_dir / SECRET_FILE_NAME
         try:
             return path.read_bytes().strip()
