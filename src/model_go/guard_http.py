@@ -132,7 +132,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.awaiting_head and not self.transport.is_closing():
+        # not while a pipelined request that already arrived is being answered
+        if self.awaiting_head and self.cycle.response_complete and not self.transport.is_closing():
             self._arm(self.limits.head_timeout, self._head_too_slow)
 
     def _over_capacity(self) -> bool:
