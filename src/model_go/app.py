@@ -3,7 +3,7 @@ raw bytes; the management and health routes use FastAPI."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -76,9 +76,12 @@ class RelayFront:
         await self.app(scope, receive, send)
 
 
-def create_server_app(settings: Settings) -> RelayFront:
-    """What `model-go serve` runs: the FastAPI app behind the relay's fast path."""
-    return RelayFront(create_app(settings))
+def create_server_app(settings: Settings) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """What `model-go serve` runs: the FastAPI app behind the relay's fast path, behind the server-wide
+    request limits (which leave /v1 to the relay's own body limit)."""
+    from model_go.guard import RequestGuard
+
+    return RequestGuard(RelayFront(create_app(settings)), max_body_bytes=settings.api_max_body_bytes)
 
 
 def _error_response(error: GatewayError) -> JSONResponse:

@@ -24,6 +24,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # -- server-wide limits: the routes outside /v1, request heads, slow clients, open connections --
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_read_timeout_seconds: float = Field(default=60.0, gt=0)
+    idle_connection_timeout_seconds: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=1000, ge=1)
     # how often a running server checks the database for changes made by the CLI or another replica
     snapshot_poll_seconds: float = Field(default=0.5, gt=0, le=1.0)
     usage_flush_seconds: float = Field(default=0.5, gt=0, le=1.0)
@@ -79,7 +86,7 @@ class Settings(BaseSettings):
             if len(value) < MIN_SECRET_LENGTH:
                 raise ValueError(f"MODELGO_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
             return value.encode()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.data_dir / SECRET_FILE_NAME
         try:
             return path.read_bytes().strip()

@@ -35,6 +35,7 @@ def serve(
 
     from model_go.app import create_server_app
     from model_go.bootstrap import ensure_demo
+    from model_go.guard_http import ConnectionLimits, guarded_protocol
 
     overrides: dict[str, Any] = {}
     if host is not None:
@@ -59,7 +60,11 @@ def serve(
         access_log=False,  # it would print query strings; the relay logs its own redacted line
         log_config=None,
         loop="uvloop",
-        http="httptools",
+        # httptools plus the limits uvicorn lacks (head size, head and body deadlines, a JSON 503 at
+        # the connection cap); no websocket routes, so no upgrades either
+        http=guarded_protocol(ConnectionLimits.from_settings(settings)),
+        ws="none",
+        timeout_keep_alive=settings.idle_connection_timeout_seconds,
         timeout_graceful_shutdown=30,
         # the client address is the socket peer: uvicorn would otherwise take X-Forwarded-For from
         # local peers, which lets any local client reset per-IP login throttling and forge usage IPs

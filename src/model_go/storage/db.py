@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,35 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def make_private(database: Path) -> None:
+    """The database holds personal data: its directory 0700, the file 0600, created so from the start
+    and tightened on every start for older installs. SQLite gives the -wal and -shm files the
+    database file's mode; the chmod covers ones left by an older version."""
+    directory = database.parent
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(directory, 0o700)
+    os.close(os.open(database, os.O_RDWR | os.O_CREAT, 0o600))  # an empty file is an empty database
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        sidecar = database.with_name(database.name + suffix)
+        if sidecar.exists():
+            _tighten(sidecar, 0o600)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    info = path.stat()
+    # a shared directory (sticky, like /tmp) or someone else's is left alone: not ours to close
+    if info.st_uid != os.getuid() or info.st_mode & stat.S_ISVTX:
+        return
+    if stat.S_IMODE(info.st_mode) & ~mode:
+        path.chmod(mode)
+
+
 def make_engine(url: str, *, pool: bool = True) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:":
+            make_private(Path(path))
         kwargs["connect_args"] = {"timeout": 10}
     elif pool:
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)

@@ -241,9 +241,30 @@
     location.assign("/login" + MG.query({ next: next === "/" ? "" : next, reason }));
   };
 
-  // Only same-site paths: "/x", never a protocol-relative "//host" or an absolute URL.
+  // Where to go after logging in: a path on this site, or the overview. The value is read the way a
+  // browser reads a URL (tab, CR and LF dropped, "\\" taken as "/", surrounding controls and spaces
+  // trimmed, percent escapes decoded once for the check), so "/\t/evil", "/%2F/evil" and "\\/evil"
+  // cannot become "//evil"; then it is resolved against this origin, which must not change.
   MG.safeNext = function (value) {
-    return value && value.startsWith("/") && !value.startsWith("//") && !value.startsWith("/\\") ? value : "/";
+    if (typeof value !== "string") return "/";
+    const cleaned = value.replace(/[\t\n\r]/g, "").replace(/^[\u0000-\u0020]+|[\u0000-\u0020]+$/g, "");
+    let decoded;
+    try {
+      decoded = decodeURIComponent(cleaned);
+    } catch (_) {
+      return "/";
+    }
+    for (const form of [cleaned, decoded]) {
+      const path = form.replace(/[\t\n\r]/g, "").replace(/\\/g, "/");
+      if (!/^\/(?![\/])/.test(path) || /[\u0000-\u001f\u007f]/.test(path)) return "/";
+    }
+    let url;
+    try {
+      url = new URL(cleaned, location.origin);
+    } catch (_) {
+      return "/";
+    }
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
   };
 
   MG.loadScript = function (src) {
