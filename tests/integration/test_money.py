@@ -20,7 +20,7 @@ def ledger_and_usage(gw: Gateway, user_id: int) -> tuple[int, int, int]:
     async def work(conn, _k):  # type: ignore[no-untyped-def]
         debits = await conn.scalar(
             select(func.coalesce(func.sum(ledger.c.amount_micros), 0)).where(
-                ledger.c.user_id == user_id, ledger.c.kind == "debit"
+                ledger.c.user_id == user_id, ledger.c.kind == "usage"
             )
         )
         costs = await conn.scalar(
@@ -31,7 +31,7 @@ def ledger_and_usage(gw: Gateway, user_id: int) -> tuple[int, int, int]:
         count = await conn.scalar(
             select(func.count())
             .select_from(ledger)
-            .where(ledger.c.user_id == user_id, ledger.c.kind == "debit")
+            .where(ledger.c.user_id == user_id, ledger.c.kind == "usage")
         )
         return int(debits), int(costs), int(count)
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from model_go.billing import kinds
 from model_go.billing.ledger import Debit, Ledger
 from model_go.storage.tables import ledger as ledger_table
 from model_go.storage.tables import usage_logs, users, utcnow
@@ -114,7 +115,8 @@ class UsageWriter:
                 {
                     "user_id": d.user_id,
                     "request_id": d.request_id,
-                    "kind": "debit",
+                    "kind": kinds.USAGE,
+                    "reference": d.request_id,
                     "amount_micros": -d.amount,
                     "note": None,
                     "created_at": created.get(d.request_id) or utcnow(),
