@@ -27,6 +27,9 @@ MOCK_MODELS = (
     "mock-429",
     "mock-400",
     "mock-redirect",
+    "mock-long",
+    "mock-overrun",
+    "mock-image",
     "text-embed-mock",
 )
 

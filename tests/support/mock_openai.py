@@ -8,6 +8,10 @@ Behaviour is chosen by the model name so one server serves every test:
   mock-nousage      streams without a usage chunk even when asked for one
   mock-500 / mock-401 / mock-429 / mock-400   errors whose bodies echo the channel key
   mock-redirect     302 to another path on this server (must never be followed)
+  mock-long         writes LONG_REPLY tokens, or fewer when the request carries an output cap
+                    (max_completion_tokens, else max_tokens), then finish_reason "length"
+  mock-overrun      writes LONG_REPLY tokens whatever cap the request carries (a sloppy upstream)
+  mock-image        reports IMAGE_TOKENS more prompt tokens for every image part it was sent
 Every request is recorded (path, headers, parsed body) for assertions.
 """
 
@@ -24,6 +28,25 @@ import orjson
 from aiohttp import web
 
 PROMPT_TOKENS = 11
+LONG_REPLY = 20_000
+IMAGE_TOKENS = 1_000
+
+
+def _output_cap(body: dict[str, Any]) -> int | None:
+    cap = body.get("max_completion_tokens")
+    if cap is None:
+        cap = body.get("max_tokens")
+    return cap if isinstance(cap, int) else None
+
+
+def _image_parts(body: dict[str, Any]) -> int:
+    return sum(
+        1
+        for m in body.get("messages") or []
+        if isinstance(m.get("content"), list)
+        for part in m["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    )
 
 
 @dataclass
@@ -120,12 +143,18 @@ class MockUpstream:
         messages = body.get("messages") or [{}]
         last = messages[-1].get("content", "")
         text = f"echo: {last if isinstance(last, str) else 'parts'}"
+        finish = "stop"
+        if model in ("mock-long", "mock-overrun"):
+            cap = _output_cap(body) if model == "mock-long" else None
+            length = LONG_REPLY if cap is None else min(cap, LONG_REPLY)
+            text, finish = " ".join(["tok"] * length), "length"
         words = text.split(" ")
         completion = len(words)
+        prompt_tokens = PROMPT_TOKENS + (IMAGE_TOKENS * _image_parts(body) if model == "mock-image" else 0)
         usage = {
-            "prompt_tokens": PROMPT_TOKENS,
+            "prompt_tokens": prompt_tokens,
             "completion_tokens": completion,
-            "total_tokens": PROMPT_TOKENS + completion,
+            "total_tokens": prompt_tokens + completion,
             "prompt_tokens_details": {"cached_tokens": 0},
         }
         base = {"id": "chatcmpl-mock", "created": int(time.time()), "model": model}
@@ -138,7 +167,7 @@ class MockUpstream:
                         {
                             "index": 0,
                             "message": {"role": "assistant", "content": text},
-                            "finish_reason": "stop",
+                            "finish_reason": finish,
                         }
                     ],
                     "usage": usage,
@@ -173,7 +202,7 @@ class MockUpstream:
                 return resp
         if model == "mock-slow-stream":
             usage = {**usage, "completion_tokens": n_chunks, "total_tokens": PROMPT_TOKENS + n_chunks}
-        await event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        await event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         wants_usage = (body.get("stream_options") or {}).get("include_usage")
         if wants_usage and model != "mock-nousage":
             await event({**chunk, "choices": [], "usage": usage})
