@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     upstream_total_timeout: float = Field(default=1800.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=10)
     default_max_output_tokens: int = Field(default=4096, ge=1)
+    min_output_tokens: int = Field(default=256, ge=1)
     default_rpm: int = Field(default=0, ge=0)
     default_concurrency: int = Field(default=0, ge=0)
     log_level: str = "INFO"

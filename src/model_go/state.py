@@ -63,7 +63,7 @@ class AppState:
     async def reload(self) -> None:
         """Rebuild the snapshot and refresh balances, in step with the usage writer."""
         async with self.sync_lock, self.engine.connect() as conn:
-            snapshot, balances = await load(conn, self.keyring)
+            snapshot, balances = await load(conn, self.keyring, self.settings.default_max_output_tokens)
             self.ledger.refresh(balances)
             self.snapshot = snapshot
 

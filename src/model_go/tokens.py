@@ -32,8 +32,3 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
         chars = sum(_text_chars(m) for m in messages)
         return text_tokens(chars) + PER_MESSAGE_OVERHEAD * len(messages) + 3
     return text_tokens(_text_chars(body.get("input")))
-
-
-def prompt_token_bound(raw: bytes) -> int:
-    """A worst-case bound for reservations: a byte-level BPE token covers at least one byte."""
-    return len(raw)

@@ -477,7 +477,6 @@ def test_upstream_errors_never_leak_the_upstream_body(world: World) -> None:
     assert one_row(world, user_id).cost_micros == 0
 
 
-@pytest.mark.xfail(strict=True, reason="passthrough reservations from the bytes sent: not built yet")
 def test_an_anthropic_channel_reserves_from_the_bytes_it_sends(world: World) -> None:
     # the conversion drops earlier thinking blocks, but the passthrough sends them: 2 MB of them
     # cost far more than $0.005, so the request must be refused before it reaches the upstream

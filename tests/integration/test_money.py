@@ -10,6 +10,7 @@ import openai
 import orjson
 from sqlalchemy import func, select
 
+from model_go.billing.reservation import CAP_BYTES
 from model_go.storage import repo
 from model_go.storage.tables import ledger, usage_logs
 from tests.support.gateway import Gateway
@@ -49,8 +50,9 @@ def test_50_concurrent_requests_against_a_balance_that_covers_10(
             "messages": [{"role": "user", "content": "race"}],
         }
     )
-    # the reservation is the worst case: one token per body byte at $1/1M plus max_tokens at $2/1M
-    reservation = len(body) * 1 + 5 * 2
+    # the reservation is the worst case: one token per byte that may go upstream (the body and the
+    # room for the output cap model-go adds) at $1/1M, plus max_tokens at $2/1M
+    reservation = (len(body) + CAP_BYTES) * 1 + 5 * 2
     _, key, user_id = gateway.new_user("0")
     gateway.db(lambda c, _k: repo.add_credit(c, user_id, 10 * reservation, note="exactly ten reservations"))
     time.sleep(1.2)  # the running server picks up the credit within a second

@@ -46,8 +46,12 @@ class Debit:
 
 
 class Ledger(Protocol):
-    def reserve(self, user_id: int, amount: int, request_id: str) -> Reservation:
-        """Hold `amount` of the user's available balance, or raise InsufficientBalance."""
+    def reserve(
+        self, user_id: int, amount: int, request_id: str, *, minimum: int | None = None
+    ) -> Reservation:
+        """Hold `amount` of the user's available balance, or raise InsufficientBalance. With a
+        `minimum`, a balance short of `amount` but not of `minimum` is held whole instead: the
+        reservation's amount says how much was held."""
         ...
 
     def settle(self, res: Reservation, cost: int) -> Debit | None:
@@ -77,19 +81,24 @@ class InProcessLedger:
             acct = self.accounts[user_id] = Account()
         return acct
 
-    def reserve(self, user_id: int, amount: int, request_id: str) -> Reservation:
+    def reserve(
+        self, user_id: int, amount: int, request_id: str, *, minimum: int | None = None
+    ) -> Reservation:
         acct = self.account(user_id)
         if acct.committed - acct.pending < 0:
             raise InsufficientBalance(
-                "Your balance is below zero (after a refund, a dispute or an adjustment), so your keys"
-                " are blocked. Top up your credits to use them again."
+                "Your balance is negative, below zero after a refund, a dispute, an adjustment or a"
+                " reply longer than its cap, so your keys are blocked. Top up your credits to use them again."
             )
-        if amount > acct.available or acct.available <= 0:
+        available = acct.available
+        least = amount if minimum is None else min(minimum, amount)
+        if available < least or (amount > 0 and available <= 0):
             raise InsufficientBalance(
                 "Your balance is too low for this request. Top up your credits and try again."
             )
-        acct.reserved += amount
-        return Reservation(user_id=user_id, amount=amount, request_id=request_id)
+        held = min(amount, available)
+        acct.reserved += held
+        return Reservation(user_id=user_id, amount=held, request_id=request_id)
 
     def settle(self, res: Reservation, cost: int) -> Debit | None:
         """Turn a reservation into a debit of the actual cost. Idempotent: only the first call counts."""

@@ -67,6 +67,30 @@ def _media(value: Any, spec: ModelSpec, depth: int) -> tuple[int, int]:
     return found_bytes, found_tokens
 
 
+# the bytes an output cap adds to a body on its way upstream: `,"max_completion_tokens":2147483647`
+CAP_BYTES = 40
+# every media part names its type with one of these prefixes; a body without any holds only text
+_MEDIA_MARKS = (b'"image', b'"input_', b'"file', b'"document', b'"audio')
+
+
+def may_hold_media(raw: bytes) -> bool:
+    """False when the body certainly has no media part (the common case: a byte scan, no walk)."""
+    return any(mark in raw for mark in _MEDIA_MARKS)
+
+
+def count_images(value: Any, depth: int = 0) -> int:
+    """Image parts anywhere in a request body (a price may charge per image)."""
+    if depth > 64:
+        return 0
+    if isinstance(value, list):
+        return sum(count_images(item, depth + 1) for item in value)
+    if not isinstance(value, dict):
+        return 0
+    if value.get("type") in IMAGE_PARTS:
+        return 1
+    return sum(count_images(item, depth + 1) for item in value.values() if isinstance(item, list | dict))
+
+
 def _carries_bytes(value: Any) -> bool:
     if isinstance(value, str):
         return len(value) > 256 and not value.startswith(("http://", "https://"))

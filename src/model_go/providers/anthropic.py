@@ -180,8 +180,10 @@ def _output_config(body: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _max_tokens(channel: Channel, body: dict[str, Any]) -> int:
-    value = c.max_output_tokens(body)
+def _max_tokens(channel: Channel, call: Call) -> int:
+    if call.output_cap is not None:
+        return call.output_cap
+    value = c.max_output_tokens(call.body)
     if value is not None:
         return value
     configured = channel.config.get("default_max_tokens")
@@ -194,7 +196,7 @@ def build_body(channel: Channel, call: Call) -> dict[str, Any]:
     if isinstance(n, int) and n > 1:
         raise InvalidRequest("This model returns one choice per request; 'n' must be 1.", param="n")
     system, messages = convert_messages(body["messages"])
-    out: dict[str, Any] = {"model": call.upstream_model, "max_tokens": _max_tokens(channel, body)}
+    out: dict[str, Any] = {"model": call.upstream_model, "max_tokens": _max_tokens(channel, call)}
     if system:
         out["system"] = system
     out["messages"] = messages
@@ -236,7 +238,10 @@ def usage_from(obj: Any) -> Usage | None:
     written = obj.get("cache_creation_input_tokens") or 0
     output = obj.get("output_tokens") or 0
     return Usage(
-        prompt_tokens=obj["input_tokens"] + read + written, completion_tokens=output, cached_tokens=read
+        prompt_tokens=obj["input_tokens"] + read + written,
+        completion_tokens=output,
+        cached_tokens=read,
+        cache_write_tokens=written,
     )
 
 

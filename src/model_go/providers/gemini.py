@@ -212,9 +212,9 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] |
     return ([{"functionDeclarations": declarations}] if declarations else []), config
 
 
-def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
+def _generation_config(body: dict[str, Any], output_cap: int | None) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    max_tokens = c.max_output_tokens(body)
+    max_tokens = output_cap if output_cap is not None else c.max_output_tokens(body)
     if max_tokens is not None:
         config["maxOutputTokens"] = max_tokens
     for ours, theirs in (
@@ -253,7 +253,7 @@ def build_body(channel: Channel, call: Call) -> dict[str, Any]:
         out["tools"] = tools
     if tool_config:
         out["toolConfig"] = tool_config
-    generation = _generation_config(call.body)
+    generation = _generation_config(call.body, call.output_cap)
     thinking = channel.config.get("thinking_config")
     if isinstance(thinking, dict):
         generation["thinkingConfig"] = thinking

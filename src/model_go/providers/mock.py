@@ -57,7 +57,7 @@ def _completion_id(call: Call) -> str:
 
 
 def _reply_words(call: Call) -> list[str]:
-    limit = call.body.get("max_completion_tokens") or call.body.get("max_tokens")
+    limit = call.output_cap or call.body.get("max_completion_tokens") or call.body.get("max_tokens")
     words = REPLY_WORDS
     if isinstance(limit, int) and 0 < limit < len(words):
         words = words[:limit]

@@ -90,6 +90,38 @@ class OpenAIStream:
         return [data]
 
 
+CAP_FIELDS = ("max_completion_tokens", "max_tokens")
+
+
+def cap_field(channel: Channel) -> str:
+    """The field a channel is sent the output cap in, when the client set neither: the channel's
+    `output_cap_field` setting, else OpenAI's current name on OpenAI's own API (its reasoning models
+    refuse the legacy one) and the legacy `max_tokens` elsewhere (every compatible server knows it)."""
+    configured = channel.config.get("output_cap_field")
+    if configured in CAP_FIELDS:
+        return str(configured)
+    return "max_completion_tokens" if "api.openai.com" in channel.base_url else "max_tokens"
+
+
+def _cap_changes(call: Call, default_field: str) -> dict[str, int]:
+    """The cap fields to set so the upstream may produce at most `call.output_cap` tokens a choice:
+    the client's own field(s) lowered to it, or the channel's field added when the client set none."""
+    cap = call.output_cap
+    if cap is None:
+        return {}
+    present = [name for name in CAP_FIELDS if call.body.get(name) is not None]
+    if not present:
+        return {default_field: cap}
+    return {name: cap for name in present if call.body[name] != cap}
+
+
+def _append_field(raw: bytes, name: str, value: int) -> bytes:
+    """`raw` (a JSON object without `name`, with at least one field: the model) plus `name`, without
+    re-encoding the client's bytes."""
+    end = raw.rstrip().rfind(b"}")
+    return b'%s,"%s":%d}' % (raw[:end], name.encode(), value)
+
+
 class OpenAIProvider:
     name = "openai"
     local = False
@@ -103,11 +135,18 @@ class OpenAIProvider:
     def _url(self, channel: Channel, path: str) -> str:
         return channel.base_url.rstrip("/") + path
 
-    def _body(self, call: Call, *, ask_usage: bool) -> bytes:
+    def _body(self, call: Call, *, ask_usage: bool, cap_field: str = "max_tokens") -> bytes:
+        """The client's bytes when nothing needs changing (the common case), else the body rebuilt:
+        the upstream's model name, the usage a stream must report, and the output cap."""
+        caps = _cap_changes(call, cap_field)
         if call.upstream_model == call.model and not ask_usage:
-            return call.raw  # nothing to change: forward the client's bytes untouched
+            if not caps:
+                return call.raw  # nothing to change: forward the client's bytes untouched
+            if len(caps) == 1 and cap_field in caps and cap_field not in call.body:
+                return _append_field(call.raw, cap_field, caps[cap_field])
         body = dict(call.body)
         body["model"] = call.upstream_model
+        body.update(caps)
         if ask_usage:
             options = body.get("stream_options")
             body["stream_options"] = {
@@ -121,7 +160,7 @@ class OpenAIProvider:
         return UpstreamRequest(
             url=self._url(channel, "/chat/completions"),
             headers=self._headers(channel),
-            body=self._body(call, ask_usage=ask_usage),
+            body=self._body(call, ask_usage=ask_usage, cap_field=cap_field(channel)),
         )
 
     def chat_response(self, call: Call, body: bytes) -> tuple[bytes, Usage | None]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from model_go.billing.money import MICROS_PER_USD
 from model_go.dialects import Egress
 from model_go.errors import GatewayError, UpstreamError, UpstreamTimeout
 from model_go.providers.base import Channel, Provider, StreamTranslator, UpstreamRequest
@@ -22,6 +23,7 @@ from model_go.relay.context import CLIENT_CLOSED, Context, Outcome, message_char
 from model_go.relay.health import Health
 from model_go.relay.policy import ChannelPolicy
 from model_go.tokens import estimate_prompt_tokens
+from model_go.wire import openai as wire
 from model_go.wire.canonical import Call
 from model_go.wire.sse import DONE, KEEPALIVE, SSEDecoder, frame
 
@@ -136,9 +138,12 @@ class Attempt:
         outcome.generated(usage, message_chars(out) if usage is None and ctx.chat else 0)
         outcome.responding()
         outcome.first_output(ctx.started)
+        usage = usage_or_estimate(ctx)
         if dialect is not None and not self.passthrough:
-            out = dialect.reply(out, ctx.request_id, ctx.model, usage_or_estimate(ctx))
-        await send_json(send, 200, out, extra)
+            out = dialect.reply(out, ctx.request_id, ctx.model, usage)
+        cost = ctx.cost(usage) / MICROS_PER_USD  # what the settlement will debit
+        out = wire.with_cost(out, cost)
+        await send_json(send, 200, out, [*extra, (b"x-modelgo-cost", b"%.6f" % cost)])
 
     # -- a stream -----------------------------------------------------------------------------
 
@@ -236,7 +241,11 @@ class _StreamRelay:
                 break
 
     async def _send_chunks(self, out: list[bytes]) -> None:
-        self.ctx.outcome.first_output(self.ctx.started)
+        ctx = self.ctx
+        ctx.outcome.first_output(ctx.started)
+        if ctx.call.client_wants_usage and self.translator.usage is not None:
+            cost = ctx.cost(self.translator.usage) / MICROS_PER_USD
+            out = [wire.with_cost(p, cost) if wire.carries_usage(p) else p for p in out]
         if self.egress is None:
             body = frame(out[0]) if len(out) == 1 else b"".join(frame(p) for p in out)
         else:

@@ -8,10 +8,11 @@ from typing import Any
 
 import orjson
 
+from model_go.billing.pricing import Price
 from model_go.dialects import Dialect
 from model_go.errors import GatewayError
 from model_go.providers.base import Channel
-from model_go.relay.snapshot import KeyInfo, Price
+from model_go.relay.snapshot import KeyInfo
 from model_go.tokens import estimate_prompt_tokens, text_tokens
 from model_go.wire.canonical import Call, Usage
 
@@ -75,12 +76,19 @@ class Context:
     chat: bool = True
     dialect: Dialect | None = None
     original: dict[str, Any] | None = None  # the client's body, when a dialect converted it
-    worst_output: int = 0  # output tokens the reservation covers
+    original_size: int = 0  # its size in bytes as the client sent it
+    requested_output: int | None = None  # the client's max_completion_tokens / max_tokens
+    choices: int = 1
+    images: int = 0  # image parts in the prompt (a price may charge per image)
     outcome: Outcome = field(default_factory=Outcome)
 
     @property
     def model(self) -> str:
         return self.call.model
+
+    def cost(self, usage: Usage) -> int:
+        """What this request costs with `usage`: the same figure in the reply, the ledger and the row."""
+        return self.price.cost(usage, self.images)
 
 
 def usage_or_estimate(ctx: Context) -> Usage:

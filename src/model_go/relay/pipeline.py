@@ -22,6 +22,7 @@ Prompt and response text never reach a log line, an error message or a stored ro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import secrets
@@ -31,7 +32,8 @@ from datetime import UTC, datetime
 import orjson
 
 from model_go.billing.ledger import Debit, Reservation
-from model_go.billing.money import request_cost
+from model_go.billing.pricing import Price
+from model_go.billing.reservation import CAP_BYTES, count_images, may_hold_media, prompt_bound
 from model_go.dialects import Dialect
 from model_go.dialects.anthropic import AnthropicMessages, count_tokens
 from model_go.errors import GatewayError, MethodNotAllowed, NotFound, PermissionDenied, UpstreamTimeout
@@ -43,12 +45,11 @@ from model_go.relay.auth import raw_key_from
 from model_go.relay.context import CLIENT_CLOSED, Context, usage_or_estimate
 from model_go.relay.health import REFUSED, retryable
 from model_go.relay.routing import candidates
-from model_go.relay.snapshot import KeyInfo, Price
+from model_go.relay.snapshot import KeyInfo
 from model_go.state import AppState
-from model_go.tokens import prompt_token_bound
 from model_go.usage.writer import UsageRecord
 from model_go.wire import openai as wire
-from model_go.wire.canonical import Call, ChatRequest, Usage
+from model_go.wire.canonical import Call, Usage
 
 log = logging.getLogger("model_go.relay")
 
@@ -115,8 +116,9 @@ class Relay:
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             key = await self._authenticate(scope)
+            prices = self.state.snapshot.prices
             data = [
-                {"id": m, "object": "model", "created": 0, "owned_by": "model-go"}
+                {"id": m, "object": "model", "created": 0, "owned_by": "model-go", **prices[m].listing()}
                 for m in self.state.snapshot.models_for(key)
             ]
             await send_json(send, 200, orjson.dumps({"object": "list", "data": data}))
@@ -176,6 +178,7 @@ class Relay:
         """Authenticate, read and validate the body, and find the model's price: the request's Context."""
         key = await self._authenticate(scope)
         raw = await read_body(scope, receive, self.settings.max_body_bytes)
+        original_size = len(raw)
         body = original = wire.parse_json_object(raw)
         if dialect is not None:
             body = dialect.canonical(original)
@@ -204,15 +207,10 @@ class Relay:
             chat=chat,
             dialect=dialect,
             original=original if dialect is not None else None,
-            worst_output=self._worst_output(request),
+            original_size=original_size,
+            requested_output=request.max_output if request is not None else None,
+            choices=request.n if request is not None else 1,
         )
-
-    def _worst_output(self, request: ChatRequest | None) -> int:
-        """The output tokens the reservation covers: the request's cap (else the default) per choice;
-        none for embeddings."""
-        if request is None:
-            return 0
-        return (request.max_output or self.settings.default_max_output_tokens) * request.n
 
     async def _serve(self, ctx: Context, receive: Receive, send: Send) -> int:
         """Limits, reservation, the attempts, and the settlement in `finally`."""
@@ -222,7 +220,7 @@ class Relay:
         if concurrency:
             state.limiter.acquire(key.user_id, concurrency)
         try:
-            res = state.ledger.reserve(key.user_id, self._reservation(ctx), ctx.request_id)
+            res = self._reserve(ctx)
             extra = [(b"x-request-id", ctx.request_id.encode()), *encode_headers(limit_headers)]
             if ctx.dialect is not None:
                 extra.append((b"request-id", extra[0][1]))
@@ -242,16 +240,50 @@ class Relay:
                 state.limiter.release(key.user_id)
         return ctx.outcome.status
 
-    def _reservation(self, ctx: Context) -> int:
-        price = ctx.price
-        return request_cost(
-            prompt_tokens=prompt_token_bound(ctx.call.raw),
-            completion_tokens=ctx.worst_output,
-            cached_tokens=0,
-            input_per_1m=price.input_per_1m,
-            output_per_1m=price.output_per_1m,
-            cached_input_per_1m=price.cached_input_per_1m,
+    def _reserve(self, ctx: Context) -> Reservation:
+        """Hold the most this request can cost, and fix the output cap every upstream is sent.
+
+        The prompt is bounded from the bytes that go upstream (the client's own body too, when a
+        channel may take it as it is), media parts by the catalogue. The output is the client's cap,
+        else the model's max output; a balance short of that but not of `min_output_tokens` holds
+        what it has and the cap shrinks to what that pays for (the reply then ends with `length`)."""
+        price, call = ctx.price, ctx.call
+        prompt = self._prompt_bound(ctx)
+        ctx.images = count_images(call.body) if price.image_micros and may_hold_media(call.raw) else 0
+        user_id, ledger = ctx.key.user_id, self.state.ledger
+        if not ctx.chat:
+            return ledger.reserve(user_id, price.reservation(prompt, 0, ctx.images), ctx.request_id)
+        wanted = ctx.requested_output or price.spec.max_output_tokens
+        least = min(wanted, self.settings.min_output_tokens)
+        full = price.reservation(prompt, wanted * ctx.choices, ctx.images)
+        res = ledger.reserve(
+            user_id,
+            full,
+            ctx.request_id,
+            minimum=price.reservation(prompt, least * ctx.choices, ctx.images),
         )
+        cap = wanted
+        if res.amount < full:
+            affords = price.affordable_output(
+                res.amount, prompt_tokens=prompt, images=ctx.images, choices=ctx.choices
+            )
+            cap = max(min(wanted, affords), 1)
+        ctx.call = dataclasses.replace(call, output_cap=cap)
+        return res
+
+    def _prompt_bound(self, ctx: Context) -> int:
+        call, spec = ctx.call, ctx.price.spec
+        # the bytes a channel adds on the way: the output cap, and a longer upstream model name
+        longest = max(len(channel.upstream_model(ctx.model)) for channel in ctx.channels)
+        extra = CAP_BYTES + max(longest - len(ctx.model), 0)
+        if ctx.original is not None:  # a dialect: the converted body, or the client's own on passthrough
+            return max(
+                prompt_bound(call.body, len(call.raw) + extra, spec),
+                prompt_bound(ctx.original, ctx.original_size + extra, spec),
+            )
+        if may_hold_media(call.raw):
+            return prompt_bound(call.body, len(call.raw) + extra, spec)
+        return min(len(call.raw) + extra, spec.context_length)
 
     async def _authenticate(self, scope: Scope) -> KeyInfo:
         raw_key = raw_key_from(header(scope, b"authorization"), header(scope, b"x-api-key"))
@@ -350,20 +382,25 @@ class Relay:
             usage = usage_or_estimate(ctx)
             estimated = True
         usage = usage or Usage()
-        price = ctx.price
-        cost = request_cost(
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cached_tokens=usage.cached_tokens,
-            input_per_1m=price.input_per_1m,
-            output_per_1m=price.output_per_1m,
-            cached_input_per_1m=price.cached_input_per_1m,
-        )
+        cost = ctx.cost(usage)
         debit = self.state.ledger.settle(res, cost)
-        self.state.usage.record(_usage_row(ctx, usage, estimated, debit), debit)
+        overrun = max(cost - res.amount, 0) if debit is not None else 0
+        if overrun:
+            # an upstream that ignored the output cap: billed in full, and the operator should know
+            log.warning(
+                "overrun: request %s on channel %s cost %d µ$, %d µ$ beyond its reservation"
+                " (output cap %s tokens, %d produced)",
+                ctx.request_id,
+                ctx.outcome.channel_id,
+                cost,
+                overrun,
+                ctx.call.output_cap,
+                usage.completion_tokens,
+            )
+        self.state.usage.record(_usage_row(ctx, usage, estimated, debit, overrun), debit)
 
 
-def _usage_row(ctx: Context, usage: Usage, estimated: bool, debit: Debit | None) -> UsageRecord:
+def _usage_row(ctx: Context, usage: Usage, estimated: bool, debit: Debit | None, overrun: int) -> UsageRecord:
     outcome = ctx.outcome
     return UsageRecord(
         request_id=ctx.request_id,
@@ -376,8 +413,10 @@ def _usage_row(ctx: Context, usage: Usage, estimated: bool, debit: Debit | None)
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
         usage_estimated=estimated,
         cost_micros=debit.amount if debit else 0,
+        overrun_micros=overrun,
         status_code=outcome.status,
         error_code=outcome.error_code,
         attempts=outcome.attempts,

@@ -14,6 +14,8 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from model_go.billing.catalogue import shipped
+from model_go.billing.pricing import Price
 from model_go.providers import REGISTRY
 from model_go.providers.base import Channel
 from model_go.security import KeyRing
@@ -28,13 +30,6 @@ class KeyInfo:
     models: frozenset[str] | None
     expires_at: datetime | None
     rpm_limit: int | None
-
-
-@dataclass(frozen=True)
-class Price:
-    input_per_1m: int
-    output_per_1m: int
-    cached_input_per_1m: int
 
 
 @dataclass(frozen=True)
@@ -79,7 +74,28 @@ def channel_from_row(row: Any, keyring: KeyRing) -> Channel:
     )
 
 
-async def load(conn: AsyncConnection, keyring: KeyRing) -> tuple[Snapshot, dict[int, int]]:
+def price_from_row(row: Any, default_max_output: int) -> Price:
+    """A prices row with the model's catalogue entry, the operator's values taking precedence.
+    `default_max_output` is the most output of a model the catalogue does not know."""
+    catalogue = shipped()
+    spec = catalogue.lookup(row.model)
+    if spec is catalogue.default:
+        spec = spec.overridden(context_length=None, max_output_tokens=default_max_output)
+    return Price(
+        input_per_1m=row.input_per_1m,
+        output_per_1m=row.output_per_1m,
+        cached_input_per_1m=row.cached_input_per_1m,
+        cache_write_per_1m=row.cache_write_per_1m,
+        request_micros=row.request_micros,
+        image_micros=row.image_micros,
+        free=row.free,
+        spec=spec.overridden(context_length=row.context_length, max_output_tokens=row.max_output_tokens),
+    )
+
+
+async def load(
+    conn: AsyncConnection, keyring: KeyRing, default_max_output: int = 4096
+) -> tuple[Snapshot, dict[int, int]]:
     """Read everything the request path needs; also returns every user's balance."""
     snap = Snapshot(version=await repo.config_version(conn))
     balances: dict[int, int] = {}
@@ -99,7 +115,7 @@ async def load(conn: AsyncConnection, keyring: KeyRing) -> tuple[Snapshot, dict[
             rpm_limit=row.rpm_limit,
         )
     for row in await conn.execute(select(prices)):
-        snap.prices[row.model] = Price(row.input_per_1m, row.output_per_1m, row.cached_input_per_1m)
+        snap.prices[row.model] = price_from_row(row, default_max_output)
     channel_rows = await conn.execute(select(channels).where(channels.c.enabled.is_(True)))
     for row in channel_rows:
         if row.provider not in REGISTRY:

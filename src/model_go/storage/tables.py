@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 # utcnow is re-exported: the usage writer and the relay import it from here
@@ -95,6 +96,12 @@ prices = Table(
     Column("input_per_1m", BigInteger, nullable=False),
     Column("output_per_1m", BigInteger, nullable=False),
     Column("cached_input_per_1m", BigInteger, nullable=False),
+    Column("cache_write_per_1m", BigInteger, nullable=True),  # NULL: the input price
+    Column("request_micros", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("image_micros", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("free", Boolean, nullable=False, default=False, server_default=false()),
+    Column("max_output_tokens", Integer, nullable=True),  # NULL: the catalogue's
+    Column("context_length", Integer, nullable=True),  # NULL: the catalogue's
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
 )
 
@@ -132,8 +139,11 @@ usage_logs = Table(
     Column("prompt_tokens", Integer, nullable=False, default=0),
     Column("completion_tokens", Integer, nullable=False, default=0),
     Column("cached_tokens", Integer, nullable=False, default=0),
+    Column("cache_write_tokens", Integer, nullable=False, default=0, server_default="0"),
     Column("usage_estimated", Boolean, nullable=False, default=False),
     Column("cost_micros", BigInteger, nullable=False, default=0),
+    # the part of cost_micros beyond what was reserved: an upstream that ignored the output cap
+    Column("overrun_micros", BigInteger, nullable=False, default=0, server_default="0"),
     Column("status_code", Integer, nullable=False),
     Column("error_code", String(64), nullable=True),
     Column("attempts", Integer, nullable=False, default=1),

@@ -37,8 +37,10 @@ class UsageRecord:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
+    cache_write_tokens: int
     usage_estimated: bool
     cost_micros: int
+    overrun_micros: int  # the part of cost_micros beyond the reservation (an upstream over its cap)
     status_code: int
     error_code: str | None
     attempts: int

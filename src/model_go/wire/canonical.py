@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens: read from a prompt cache
+    cache_write_tokens: int = 0  # of prompt_tokens: written to a prompt cache (Anthropic bills these higher)
 
 
 class ChatRequest(NamedTuple):
@@ -34,6 +35,9 @@ class Call:
     upstream_model: str
     stream: bool = False
     client_wants_usage: bool = False
+    # the most output tokens per choice the upstream may produce: what the balance reserved. Every
+    # provider sends it in its own field, whatever the client asked for (None: embeddings)
+    output_cap: int | None = None
 
 
 def as_dict(value: Any) -> dict[str, Any]:

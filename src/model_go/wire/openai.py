@@ -135,3 +135,22 @@ def validate_embeddings(body: dict[str, Any]) -> str:
         )
     _refuse_redirects(body, "")
     return model
+
+
+def with_cost(body: bytes, cost_usd: float) -> bytes:
+    """A reply (or a stream's usage chunk) with its cost in USD as `usage.cost`, as OpenRouter
+    reports it; a body without a usage object comes back unchanged."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    usage = parsed.get("usage") if isinstance(parsed, dict) else None
+    if not isinstance(usage, dict):
+        return body
+    usage["cost"] = cost_usd
+    return orjson.dumps(parsed)
+
+
+def carries_usage(payload: bytes) -> bool:
+    """True when a stream chunk may hold a usage object (a byte scan: most chunks do not)."""
+    return b'"usage":{' in payload or b'"usage": {' in payload

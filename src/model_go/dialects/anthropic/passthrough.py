@@ -20,9 +20,12 @@ PROVIDER = "anthropic"
 
 
 def request(provider: Provider, channel: Channel, call: Call, original: dict[str, Any]) -> UpstreamRequest:
-    """The URL and headers (version, beta, key) as the translator builds them; the client's body."""
+    """The URL and headers (version, beta, key) as the translator builds them; the client's body with
+    the upstream's model name and the output cap the balance reserved."""
     built = provider.chat_request(channel, call)
     body = {**original, "model": call.upstream_model}
+    if call.output_cap is not None:
+        body["max_tokens"] = call.output_cap
     return UpstreamRequest(url=built.url, headers=built.headers, body=orjson.dumps(body), method=built.method)
 
 
