@@ -98,6 +98,12 @@ class Conflict(GatewayError):
     code = "conflict"
 
 
+class Unprocessable(GatewayError):
+    status = 422
+    type = "invalid_request_error"
+    code = "unprocessable"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"

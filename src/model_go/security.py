@@ -27,11 +27,21 @@ class KeyRing:
     def __init__(self, master: bytes) -> None:
         self._hmac_key = _derive(master, b"api-key-hmac")
         self._aead_key = _derive(master, b"channel-key-aead")
+        self._fingerprint_key = _derive(master, b"request-fingerprint-hmac")
         self.key_id = hashlib.sha256(self._aead_key).hexdigest()[:8]
         self._aead = AESGCM(self._aead_key)
 
     def hash_api_key(self, raw_key: str) -> str:
         return hmac.new(self._hmac_key, raw_key.encode(), hashlib.sha256).hexdigest()
+
+    def fingerprint(self, *parts: bytes) -> str:
+        """A keyed hash of request data (an Idempotency-Key, a body) that can be compared but not
+        reversed or confirmed by someone who guesses the data without the server secret."""
+        mac = hmac.new(self._fingerprint_key, digestmod=hashlib.sha256)
+        for part in parts:
+            mac.update(len(part).to_bytes(8, "big"))
+            mac.update(part)
+        return mac.hexdigest()
 
     def encrypt(self, plaintext: str) -> str:
         nonce = os.urandom(12)

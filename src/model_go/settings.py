@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, le=10)
     default_max_output_tokens: int = Field(default=4096, ge=1)
     min_output_tokens: int = Field(default=256, ge=1)
+    idempotency_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     default_rpm: int = Field(default=0, ge=0)
     default_concurrency: int = Field(default=0, ge=0)
     log_level: str = "INFO"

@@ -23,6 +23,7 @@ from model_go.relay.auth import Authenticator
 from model_go.relay.demo_upstream import LocalTransport
 from model_go.relay.health import Health
 from model_go.relay.health_store import HealthStore
+from model_go.relay.idempotency import Idempotency, usage_lookup
 from model_go.relay.limits import InProcessLimiter, Limiter
 from model_go.relay.policy import Policies
 from model_go.relay.snapshot import Snapshot, load
@@ -51,6 +52,7 @@ class AppState:
     health_store: HealthStore
     policies: Policies
     authenticator: Authenticator
+    idempotency: Idempotency
     # held while the database and the in-memory ledger are brought in line (flush, reload)
     sync_lock: asyncio.Lock
     supervisor: Supervisor = field(default_factory=Supervisor)
@@ -114,6 +116,7 @@ async def start(settings: Settings) -> AppState:
         health_store=health_store,
         policies=Policies(),
         authenticator=Authenticator(keyring, engine),
+        idempotency=Idempotency(usage_lookup(engine), settings.idempotency_hours),
         sync_lock=lock,
     )
     await state.reload()

@@ -128,11 +128,18 @@ async def test_channel(
 
 
 def _price_view(price: prices.PriceView) -> dict[str, Any]:
+    write = price.input_per_1m if price.cache_write_per_1m is None else price.cache_write_per_1m
     return {
         "model": price.model,
         "input": micros_to_usd(price.input_per_1m),
         "output": micros_to_usd(price.output_per_1m),
         "cached_input": micros_to_usd(price.cached_input_per_1m),
+        "cache_write": micros_to_usd(write),
+        "request": micros_to_usd(price.request_micros),
+        "image": micros_to_usd(price.image_micros),
+        "free": price.free,
+        "max_output_tokens": price.max_output_tokens,
+        "context_length": price.context_length,
         "updated_at": price.updated_at,
     }
 
@@ -148,9 +155,18 @@ async def list_prices(admin: AdminUser, state: StateDep) -> list[dict[str, Any]]
 async def set_price(model: str, body: PriceIn, admin: AdminUser, state: StateDep) -> dict[str, Any]:
     """Set a model's price (USD per 1M tokens, as strings)."""
     async with state.engine.begin() as conn:
-        price = await prices.set_price(
-            conn, model, input_usd=body.input, output_usd=body.output, cached_input_usd=body.cached_input
+        terms = prices.PriceTerms(
+            input_usd=body.input,
+            output_usd=body.output,
+            cached_input_usd=body.cached_input,
+            cache_write_usd=body.cache_write,
+            request_usd=body.request,
+            image_usd=body.image,
+            free=body.free,
+            max_output_tokens=body.max_output_tokens,
+            context_length=body.context_length,
         )
+        price = await prices.set_price(conn, model, terms)
     return _price_view(price)
 
 

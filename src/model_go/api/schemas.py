@@ -112,9 +112,21 @@ class ChannelPatch(Strict):
 
 
 class PriceIn(Strict):
-    input: str = Field(max_length=32, description='USD per 1M input tokens, e.g. "2.50".')
-    output: str = Field(max_length=32, description="USD per 1M output tokens.")
+    input: str | None = Field(
+        default=None, max_length=32, description='USD per 1M input tokens, e.g. "2.50".'
+    )
+    output: str | None = Field(default=None, max_length=32, description="USD per 1M output tokens.")
     cached_input: str | None = Field(default=None, max_length=32, description="Defaults to the input price.")
+    cache_write: str | None = Field(
+        default=None,
+        max_length=32,
+        description="USD per 1M tokens written to a prompt cache; defaults to input.",
+    )
+    request: str | None = Field(default=None, max_length=32, description="USD per billed request.")
+    image: str | None = Field(default=None, max_length=32, description="USD per image part in a prompt.")
+    free: bool = Field(default=False, description="Free on purpose: no prices may be given.")
+    max_output_tokens: int | None = Field(default=None, description="Overrides the catalogue's max output.")
+    context_length: int | None = Field(default=None, description="Overrides the catalogue's context window.")
 
 
 class PolicyIn(Strict):

@@ -47,11 +47,12 @@ class Debit:
 
 class Ledger(Protocol):
     def reserve(
-        self, user_id: int, amount: int, request_id: str, *, minimum: int | None = None
+        self, user_id: int, amount: int, request_id: str, *, minimum: int | None = None, free: bool = False
     ) -> Reservation:
         """Hold `amount` of the user's available balance, or raise InsufficientBalance. With a
         `minimum`, a balance short of `amount` but not of `minimum` is held whole instead: the
-        reservation's amount says how much was held."""
+        reservation's amount says how much was held. An empty balance is refused even for a zero
+        amount, unless the model is `free` on purpose; a negative balance is refused always."""
         ...
 
     def settle(self, res: Reservation, cost: int) -> Debit | None:
@@ -82,7 +83,7 @@ class InProcessLedger:
         return acct
 
     def reserve(
-        self, user_id: int, amount: int, request_id: str, *, minimum: int | None = None
+        self, user_id: int, amount: int, request_id: str, *, minimum: int | None = None, free: bool = False
     ) -> Reservation:
         acct = self.account(user_id)
         if acct.committed - acct.pending < 0:
@@ -92,7 +93,7 @@ class InProcessLedger:
             )
         available = acct.available
         least = amount if minimum is None else min(minimum, amount)
-        if available < least or (amount > 0 and available <= 0):
+        if available < least or (available <= 0 and not free):
             raise InsufficientBalance(
                 "Your balance is too low for this request. Top up your credits and try again."
             )

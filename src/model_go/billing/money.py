@@ -60,11 +60,12 @@ MAX_ENTRY_MICROS = MAX_ENTRY_USD * MICROS_PER_USD
 _USD_TEXT = re.compile(r"(?P<whole>[0-9]{1,7})(?:\.(?P<frac>[0-9]{1,6}))?")
 
 
-def parse_usd(text: str, *, param: str = "amount_usd") -> int:
+def parse_usd(text: str, *, param: str = "amount_usd", zero_ok: bool = False) -> int:
     """Parse a positive USD amount typed by a person ("12.50") into micro-dollars, strictly.
 
-    ASCII digits with at most one point and six decimals, more than zero and at most
-    MAX_ENTRY_USD. No sign, exponent, separators or spaces. Raises InvalidRequest naming `param`.
+    ASCII digits with at most one point and six decimals, more than zero (or zero, for a price:
+    `zero_ok`) and at most MAX_ENTRY_USD. No sign, exponent, separators or spaces. Raises
+    InvalidRequest naming `param`.
     """
     match = _USD_TEXT.fullmatch(text)
     if match is None:
@@ -74,9 +75,9 @@ def parse_usd(text: str, *, param: str = "amount_usd") -> int:
             code="invalid_amount",
         )
     micros = int(match["whole"]) * MICROS_PER_USD + int((match["frac"] or "").ljust(6, "0"))
-    if micros <= 0 or micros > MAX_ENTRY_MICROS:
+    if micros < (0 if zero_ok else 1) or micros > MAX_ENTRY_MICROS:
         raise InvalidRequest(
-            f"The amount must be more than 0 and at most {MAX_ENTRY_USD} USD.",
+            f"The amount must be {'at least' if zero_ok else 'more than'} 0 and at most {MAX_ENTRY_USD} USD.",
             param=param,
             code="invalid_amount",
         )

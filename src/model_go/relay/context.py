@@ -32,6 +32,7 @@ class Outcome:
     channel_id: int | None = None
     attempts: int = 0
     ttft_ms: int | None = None
+    cost_micros: int = 0  # what the settlement debited
 
     def attempting(self, channel_id: int) -> None:
         self.attempts += 1
@@ -50,6 +51,9 @@ class Outcome:
         self.usage = usage
         self.completion_chars = completion_chars
 
+    def billed(self, cost_micros: int) -> None:
+        self.cost_micros = cost_micros
+
     def failed(self, error: GatewayError) -> None:
         self.status, self.error_code = error.status, error.code
 
@@ -58,6 +62,14 @@ class Outcome:
 
     def shut_down(self) -> None:
         self.status, self.error_code = 503, "server_shutdown"
+
+
+@dataclass(frozen=True)
+class Once:
+    """A request's Idempotency-Key and body, as keyed hashes (relay/idempotency.py)."""
+
+    key_hash: str
+    body_hash: str
 
 
 @dataclass
@@ -80,6 +92,7 @@ class Context:
     requested_output: int | None = None  # the client's max_completion_tokens / max_tokens
     choices: int = 1
     images: int = 0  # image parts in the prompt (a price may charge per image)
+    idempotency: Once | None = None
     outcome: Outcome = field(default_factory=Outcome)
 
     @property

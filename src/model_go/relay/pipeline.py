@@ -42,8 +42,9 @@ from model_go.providers.base import Channel
 from model_go.relay.asgi import Receive, Scope, Send, encode_headers, header, read_body, send_error, send_json
 from model_go.relay.attempt import Attempt, Upstreams
 from model_go.relay.auth import raw_key_from
-from model_go.relay.context import CLIENT_CLOSED, Context, usage_or_estimate
+from model_go.relay.context import CLIENT_CLOSED, Context, Once, usage_or_estimate
 from model_go.relay.health import REFUSED, retryable
+from model_go.relay.idempotency import checked_key
 from model_go.relay.routing import candidates
 from model_go.relay.snapshot import KeyInfo
 from model_go.state import AppState
@@ -179,6 +180,7 @@ class Relay:
         key = await self._authenticate(scope)
         raw = await read_body(scope, receive, self.settings.max_body_bytes)
         original_size = len(raw)
+        once = self._idempotency(scope, key, raw)
         body = original = wire.parse_json_object(raw)
         if dialect is not None:
             body = dialect.canonical(original)
@@ -210,35 +212,63 @@ class Relay:
             original_size=original_size,
             requested_output=request.max_output if request is not None else None,
             choices=request.n if request is not None else 1,
+            idempotency=once,
+        )
+
+    def _idempotency(self, scope: Scope, key: KeyInfo, raw: bytes) -> Once | None:
+        """The keyed hashes of the request's Idempotency-Key and body, when it carries one."""
+        value = header(scope, b"idempotency-key")
+        if value is None:
+            return None
+        fingerprint = self.state.keyring.fingerprint
+        return Once(
+            key_hash=fingerprint(b"%d" % key.id, checked_key(value).encode()),
+            body_hash=fingerprint(raw),
         )
 
     async def _serve(self, ctx: Context, receive: Receive, send: Send) -> int:
-        """Limits, reservation, the attempts, and the settlement in `finally`."""
+        """Limits, the Idempotency-Key, then the request itself."""
         state, key = self.state, ctx.key
         limit_headers = self._check_limits(key)
         concurrency = self.settings.default_concurrency
         if concurrency:
             state.limiter.acquire(key.user_id, concurrency)
         try:
-            res = self._reserve(ctx)
-            extra = [(b"x-request-id", ctx.request_id.encode()), *encode_headers(limit_headers)]
-            if ctx.dialect is not None:
-                extra.append((b"request-id", extra[0][1]))
+            once = ctx.idempotency
+            if once is None:
+                await self._run(ctx, receive, send, limit_headers)
+                return ctx.outcome.status
+            await state.idempotency.claim(key.id, once.key_hash, once.body_hash, ctx.request_id)
             try:
-                await self._attempt_all(ctx, receive, send, extra)
-            except asyncio.CancelledError:
-                if not self._client_gone(ctx):
-                    ctx.outcome.shut_down()
-                    raise
-            except GatewayError as exc:
-                ctx.outcome.failed(exc)
-                raise
+                await self._run(ctx, receive, send, limit_headers)
             finally:
-                self._settle(ctx, res)
+                state.idempotency.finish(key.id, once.key_hash, ctx.outcome.status, ctx.outcome.cost_micros)
         finally:
             if concurrency:
                 state.limiter.release(key.user_id)
         return ctx.outcome.status
+
+    async def _run(self, ctx: Context, receive: Receive, send: Send, limit_headers: dict[str, str]) -> None:
+        """The reservation, the attempts, and the settlement in `finally`."""
+        try:
+            res = self._reserve(ctx)
+        except GatewayError as exc:
+            ctx.outcome.failed(exc)
+            raise
+        extra = [(b"x-request-id", ctx.request_id.encode()), *encode_headers(limit_headers)]
+        if ctx.dialect is not None:
+            extra.append((b"request-id", extra[0][1]))
+        try:
+            await self._attempt_all(ctx, receive, send, extra)
+        except asyncio.CancelledError:
+            if not self._client_gone(ctx):
+                ctx.outcome.shut_down()
+                raise
+        except GatewayError as exc:
+            ctx.outcome.failed(exc)
+            raise
+        finally:
+            self._settle(ctx, res)
 
     def _reserve(self, ctx: Context) -> Reservation:
         """Hold the most this request can cost, and fix the output cap every upstream is sent.
@@ -252,7 +282,8 @@ class Relay:
         ctx.images = count_images(call.body) if price.image_micros and may_hold_media(call.raw) else 0
         user_id, ledger = ctx.key.user_id, self.state.ledger
         if not ctx.chat:
-            return ledger.reserve(user_id, price.reservation(prompt, 0, ctx.images), ctx.request_id)
+            amount = price.reservation(prompt, 0, ctx.images)
+            return ledger.reserve(user_id, amount, ctx.request_id, free=price.free)
         wanted = ctx.requested_output or price.spec.max_output_tokens
         least = min(wanted, self.settings.min_output_tokens)
         full = price.reservation(prompt, wanted * ctx.choices, ctx.images)
@@ -261,6 +292,7 @@ class Relay:
             full,
             ctx.request_id,
             minimum=price.reservation(prompt, least * ctx.choices, ctx.images),
+            free=price.free,
         )
         cap = wanted
         if res.amount < full:
@@ -384,6 +416,7 @@ class Relay:
         usage = usage or Usage()
         cost = ctx.cost(usage)
         debit = self.state.ledger.settle(res, cost)
+        ctx.outcome.billed(debit.amount if debit is not None else 0)
         overrun = max(cost - res.amount, 0) if debit is not None else 0
         if overrun:
             # an upstream that ignored the output cap: billed in full, and the operator should know
@@ -425,4 +458,6 @@ def _usage_row(ctx: Context, usage: Usage, estimated: bool, debit: Debit | None,
         client_ip=ctx.client_ip,
         user_agent=(ctx.user_agent or "")[:512] or None,
         created_at=datetime.now(UTC),
+        idempotency_hash=ctx.idempotency.key_hash if ctx.idempotency else None,
+        body_hash=ctx.idempotency.body_hash if ctx.idempotency else None,
     )

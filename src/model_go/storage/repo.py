@@ -257,23 +257,28 @@ async def set_channel_enabled(
 # prices -----------------------------------------------------------------------------------------
 
 
-async def set_price(
-    conn: AsyncConnection,
-    model: str,
-    *,
-    input_per_1m: int,
-    output_per_1m: int,
-    cached_input_per_1m: int,
-) -> None:
+PRICE_TERMS = (
+    "input_per_1m",
+    "output_per_1m",
+    "cached_input_per_1m",
+    "cache_write_per_1m",
+    "request_micros",
+    "image_micros",
+    "free",
+    "max_output_tokens",
+    "context_length",
+)
+
+
+async def set_price(conn: AsyncConnection, model: str, **terms: int | bool | None) -> None:
+    """Set (insert or replace) a model's price; `terms` are the prices table's columns, PRICE_TERMS."""
     validate_models([model])
-    if min(input_per_1m, output_per_1m, cached_input_per_1m) < 0:
+    unknown = set(terms) - set(PRICE_TERMS)
+    if unknown:
+        raise RepoError(f"unknown price terms: {', '.join(sorted(unknown))}")
+    if any(isinstance(v, int) and not isinstance(v, bool) and v < 0 for v in terms.values()):
         raise RepoError("prices cannot be negative")
-    values = {
-        "input_per_1m": input_per_1m,
-        "output_per_1m": output_per_1m,
-        "cached_input_per_1m": cached_input_per_1m,
-        "updated_at": utcnow(),
-    }
+    values = {**terms, "updated_at": utcnow()}
     result = await conn.execute(update(prices).where(prices.c.model == model).values(**values))
     if not result.rowcount:
         await conn.execute(insert(prices).values(model=model, **values))

@@ -151,10 +151,16 @@ usage_logs = Table(
     Column("ttft_ms", Integer, nullable=True),
     Column("client_ip", String(64), nullable=True),
     Column("user_agent", String(512), nullable=True),
+    # keyed hashes (never the text) of the request's Idempotency-Key and body (relay/idempotency.py)
+    Column("idempotency_hash", String(64), nullable=True),
+    Column("body_hash", String(64), nullable=True),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Index("ix_usage_logs_user_created", "user_id", "created_at"),
     Index("ix_usage_logs_created", "created_at"),
+    Index("ix_usage_logs_idempotency", "key_id", "idempotency_hash"),
 )
 # What a person may see of a usage row (API, CSV, export, CLI): every column but the owner link.
 # str(): column names are a str subclass, which orjson refuses as a dict key.
-USAGE_VIEW_FIELDS: tuple[str, ...] = tuple(str(c.name) for c in usage_logs.columns if c.name != "user_id")
+USAGE_VIEW_FIELDS: tuple[str, ...] = tuple(
+    str(c.name) for c in usage_logs.columns if c.name not in ("user_id", "idempotency_hash", "body_hash")
+)

@@ -106,3 +106,26 @@ async def delete_older_than(conn: AsyncConnection, cutoff: datetime, limit: int)
     if ids:
         await conn.execute(delete(usage_logs).where(usage_logs.c.id.in_(ids)))
     return len(ids)
+
+
+async def idempotent_request(
+    conn: AsyncConnection, key_id: int, idempotency_hash: str, since: datetime
+) -> Row[Any] | None:
+    """The latest request made with this key and Idempotency-Key (hash) since `since`."""
+    query = (
+        select(
+            usage_logs.c.request_id,
+            usage_logs.c.body_hash,
+            usage_logs.c.status_code,
+            usage_logs.c.cost_micros,
+        )
+        .where(
+            usage_logs.c.key_id == key_id,
+            usage_logs.c.idempotency_hash == idempotency_hash,
+            usage_logs.c.created_at >= since,
+        )
+        .order_by(usage_logs.c.id.desc())
+        .limit(1)
+    )
+    row: Row[Any] | None = (await conn.execute(query)).first()  # type: ignore[assignment]
+    return row

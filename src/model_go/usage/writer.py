@@ -49,6 +49,8 @@ class UsageRecord:
     client_ip: str | None
     user_agent: str | None
     created_at: datetime
+    idempotency_hash: str | None = None  # keyed hashes, never the text (relay/idempotency.py)
+    body_hash: str | None = None
 
 
 class UsageWriter:

@@ -194,19 +194,39 @@
 
   const perMillion = (usd) => (usd === undefined || usd === null ? "—" : `$${usd}`);
 
+  const fees = (p) => [p.request !== "0" ? `$${p.request}/request` : "", p.image !== "0" ? `$${p.image}/image` : ""].filter(Boolean).join(", ") || "—";
+  const tokens = (n) => (n === null || n === undefined ? "catalogue" : Number(n).toLocaleString("en-US"));
+
   MG.pages["admin-prices"] = async function (main) {
     const tbody = MG.$(main, "[data-prices]");
     const form = MG.$(main, "#price-form");
+    const paid = MG.$$(form, "[data-paid] input");
     const byModel = {};
+    function showFree() {
+      const free = form.elements.free.checked;
+      for (const el of paid) {
+        el.disabled = free;
+        if (el.name === "input" || el.name === "output") el.required = !free;
+      }
+    }
+    form.elements.free.addEventListener("change", showFree);
     async function load() {
       const prices = list(await MG.api("GET", "/api/admin/prices"), "prices");
       MG.fillRows(tbody, prices, (p) => {
         byModel[p.model] = p;
+        const money = p.free
+          ? [h("td", { class: "num", colspan: "5" }, "free")]
+          : [
+              h("td", { class: "num" }, perMillion(p.input)),
+              h("td", { class: "num" }, perMillion(p.cached_input)),
+              h("td", { class: "num" }, perMillion(p.cache_write)),
+              h("td", { class: "num" }, perMillion(p.output)),
+              h("td", { class: "num" }, fees(p)),
+            ];
         return h("tr", {},
           h("td", {}, p.model),
-          h("td", { class: "num" }, perMillion(p.input)),
-          h("td", { class: "num" }, perMillion(p.cached_input)),
-          h("td", { class: "num" }, perMillion(p.output)),
+          ...money,
+          h("td", { class: "num" }, `${tokens(p.max_output_tokens)} / ${tokens(p.context_length)}`),
           h("td", {}, MG.date(p.updated_at)),
           h("td", {}, h("div", { class: "actions" }, h("button", { type: "button", class: "secondary outline", "data-action": "edit", "data-model": p.model }, "Edit"))));
       }, "No prices set yet.");
@@ -216,15 +236,30 @@
       if (!btn) return;
       const p = byModel[btn.dataset.model];
       form.elements.model.value = p.model;
-      form.elements.input.value = p.input;
-      form.elements.cached_input.value = p.cached_input;
-      form.elements.output.value = p.output;
+      form.elements.free.checked = p.free;
+      for (const name of ["input", "cached_input", "cache_write", "output", "request", "image"]) {
+        form.elements[name].value = p.free ? "" : p[name];
+      }
+      form.elements.max_output_tokens.value = p.max_output_tokens ?? "";
+      form.elements.context_length.value = p.context_length ?? "";
+      showFree();
       form.elements.input.focus();
     });
+    const orNull = (text) => (text ? text : null);
+    const intOrNull = (text) => (text ? Number(text) : null);
     MG.onSubmit(form, async (v) => {
-      await MG.api("PUT", `/api/admin/prices/${encodeURIComponent(v.model)}`, { input: v.input, output: v.output, cached_input: v.cached_input || null });
+      const terms = v.free
+        ? { free: true }
+        : {
+            input: v.input, output: v.output, cached_input: orNull(v.cached_input), cache_write: orNull(v.cache_write),
+            request: orNull(v.request), image: orNull(v.image),
+          };
+      terms.max_output_tokens = intOrNull(v.max_output_tokens);
+      terms.context_length = intOrNull(v.context_length);
+      await MG.api("PUT", `/api/admin/prices/${encodeURIComponent(v.model)}`, terms);
       MG.toast(`Price for ${v.model} saved.`);
       form.reset();
+      showFree();
       await load();
     });
     await load();
