@@ -313,7 +313,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.settle()
         self.steps += 1
         STATS["steps"] += 1
-        found = findings(self.gw)
+        found = findings(self.gw, {p.id for p in self.people})
         assert not found.problems(), found.problems()
         for person in self.people:
             assert found.non_usage[person.id] == self.traffic.credited[person.id], (
