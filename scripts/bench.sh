@@ -38,7 +38,7 @@ KEY=$("$MG" key add bench --name bench 2>/dev/null | tail -n1)
 
 taskset -c 0 "$MG" serve >"$DATA/server.log" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do  # up to 60 s: a loaded machine starts slowly
   curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
   sleep 0.1
 done

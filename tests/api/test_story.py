@@ -62,7 +62,7 @@ def test_signup_to_deletion(api_gw: Gateway, mailbox: MailBox, backend: str) -> 
         == 200
     )
     billing = api.get("/api/billing").json()
-    assert billing["balance_micros"] == 5_000_000 and billing["ledger"]["items"][0]["kind"] == "credit"
+    assert billing["balance_micros"] == 5_000_000 and billing["ledger"]["items"][0]["kind"] == "adjustment"
 
     created = api.post("/api/keys", {"name": "laptop", "models": ["gpt-mock"]})
     assert created.status_code == 201, created.text

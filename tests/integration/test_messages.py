@@ -279,8 +279,8 @@ def test_cache_tokens_from_an_anthropic_upstream(world: World) -> None:
     assert usage.cache_creation_input_tokens == CACHE_WRITE
     row = one_row(world, user_id)
     prompt = INPUT_TOKENS + CACHE_READ + CACHE_WRITE
-    assert (row.prompt_tokens, row.cached_tokens) == (prompt, CACHE_READ)
-    assert row.cost_micros == bill(prompt, 2, CACHE_READ)
+    assert (row.prompt_tokens, row.cached_tokens, row.cache_write_tokens) == (prompt, CACHE_READ, CACHE_WRITE)
+    assert row.cost_micros == bill(prompt, 2, CACHE_READ)  # cache writes at the input price: none set
 
 
 def test_tool_use_streamed_from_an_anthropic_upstream(world: World) -> None:
@@ -495,3 +495,26 @@ def test_an_anthropic_channel_reserves_from_the_bytes_it_sends(world: World) -> 
     assert_anthropic_error(post(world.gw, body, key), 402, "billing_error")
     assert len(world.claude.requests) == before
     assert world.gw.balance(user_id) == 5_000
+
+
+@pytest.mark.parametrize("model", ["gpt-lane", "claude-x"])  # converted, and passed through as sent
+def test_every_anthropic_reply_carries_its_cost(world: World, model: str) -> None:
+    gw = world.gw
+    _, key, user_id = gw.new_user("10")
+    body = {"model": model, "max_tokens": 16, "messages": HI}
+    whole = post(gw, body, key)
+    assert whole.status_code == 200, whole.text
+    with httpx.stream(
+        "POST",
+        gw.base_url + "/v1/messages",
+        json=body | {"stream": True},
+        headers={"x-api-key": key},
+        timeout=30,
+    ) as resp:
+        frames = resp.read().decode().split("\n\n")
+    deltas = [orjson.loads(f.split("data: ", 1)[1]) for f in frames if f.startswith("event: message_delta")]
+    rows = sorted(gw.wait_for_usage(user_id, 2), key=lambda r: r.id)
+    assert rows[0].cost_micros > 0 and rows[1].cost_micros > 0
+    assert whole.json()["usage"]["cost"] == pytest.approx(rows[0].cost_micros / 1_000_000)
+    assert whole.headers["x-modelgo-cost"] == f"{rows[0].cost_micros / 1_000_000:.6f}"
+    assert deltas[-1]["usage"]["cost"] == pytest.approx(rows[1].cost_micros / 1_000_000)

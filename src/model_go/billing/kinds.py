@@ -24,8 +24,7 @@ DISPUTE: Final = "dispute"
 
 KINDS: Final = frozenset({TOPUP, USAGE, ADJUSTMENT, REFUND, REDEMPTION, DISPUTE})
 
-# Kinds written before migration 0004 (and still by `repo.add_credit` until it switches to the
-# constants above); migration 0004 renames the rows that existed then.
+# Kinds written before migration 0004, which renames the rows that existed then.
 LEGACY: Final = {"debit": USAGE, "credit": ADJUSTMENT, "adjust": ADJUSTMENT}
 
 

@@ -19,7 +19,9 @@ class Egress(Protocol):
 
     def feed(self, payloads: list[bytes]) -> bytes: ...
 
-    def end(self, usage: Usage, error: GatewayError | None) -> bytes: ...
+    def end(self, usage: Usage, error: GatewayError | None, cost_usd: float) -> bytes:
+        """The stream's last bytes: its usage (with the request's cost), or the error."""
+        ...
 
 
 class Dialect(Protocol):

@@ -243,8 +243,10 @@ class _StreamRelay:
     async def _send_chunks(self, out: list[bytes]) -> None:
         ctx = self.ctx
         ctx.outcome.first_output(ctx.started)
-        if ctx.call.client_wants_usage and self.translator.usage is not None:
-            cost = ctx.cost(self.translator.usage) / MICROS_PER_USD
+        usage = self.translator.usage
+        if usage is not None and (ctx.call.client_wants_usage or ctx.dialect is not None):
+            # the usage chunk (OpenAI) or the upstream's own message_delta (an Anthropic passthrough)
+            cost = ctx.cost(usage) / MICROS_PER_USD
             out = [wire.with_cost(p, cost) if wire.carries_usage(p) else p for p in out]
         if self.egress is None:
             body = frame(out[0]) if len(out) == 1 else b"".join(frame(p) for p in out)
@@ -266,7 +268,8 @@ class _StreamRelay:
             outcome.failed(error)
         outcome.generated(translator.usage, translator.completion_chars)
         if self.egress is not None:
-            tail = self.egress.end(usage_or_estimate(self.ctx), error)
+            usage = usage_or_estimate(self.ctx)
+            tail = self.egress.end(usage, error, self.ctx.cost(usage) / MICROS_PER_USD)
         else:
             tail = frame(error.to_json()) if error is not None else DONE
         await self.send({"type": "http.response.body", "body": tail, "more_body": False})

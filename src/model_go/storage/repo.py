@@ -6,6 +6,7 @@ Writes that a running server must notice bump `state.config_version` in the same
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,16 +112,10 @@ async def set_user_disabled(conn: AsyncConnection, user_id: int, disabled: bool)
 # money ------------------------------------------------------------------------------------------
 
 
-async def add_credit(
-    conn: AsyncConnection,
-    user_id: int,
-    amount_micros: int,
-    *,
-    note: str | None,
-    kind: str = "credit",
-) -> int:
-    """Credit (or, with a negative amount and kind 'adjust', debit) a balance. Returns the new one."""
-    if kind == "credit" and amount_micros <= 0:
+async def add_credit(conn: AsyncConnection, user_id: int, amount_micros: int, *, note: str | None) -> int:
+    """Credit a balance: one ledger entry of kind adjustment with its own reference. Returns the new
+    balance. (Admin adjustments with the admin's id and refunds: services/billing.py.)"""
+    if amount_micros <= 0:
         raise RepoError("a credit must be a positive amount")
     new_balance = await conn.scalar(
         update(users)
@@ -132,7 +127,12 @@ async def add_credit(
         raise RepoError(f"no such user id: {user_id}")
     await conn.execute(
         insert(ledger).values(
-            user_id=user_id, kind=kind, amount_micros=amount_micros, note=note, created_at=utcnow()
+            user_id=user_id,
+            kind="adjustment",
+            amount_micros=amount_micros,
+            reference=f"credit:{secrets.token_hex(12)}",
+            note=note,
+            created_at=utcnow(),
         )
     )
     await bump_version(conn)

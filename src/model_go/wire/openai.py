@@ -138,8 +138,13 @@ def validate_embeddings(body: dict[str, Any]) -> str:
 
 
 def with_cost(body: bytes, cost_usd: float) -> bytes:
-    """A reply (or a stream's usage chunk) with its cost in USD as `usage.cost`, as OpenRouter
-    reports it; a body without a usage object comes back unchanged."""
+    """A reply (or a stream's usage chunk, or an `event: ...` SSE frame holding one) with its cost in
+    USD as `usage.cost`, as OpenRouter reports it; a body without a usage object comes back unchanged."""
+    if body.startswith(b"event: "):
+        head, sep, data = body.partition(b"\ndata: ")
+        if not sep:
+            return body
+        return head + sep + with_cost(data.rstrip(b"\n"), cost_usd) + b"\n\n"
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:

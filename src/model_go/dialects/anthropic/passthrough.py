@@ -84,5 +84,6 @@ class PassthroughEgress:
     def feed(self, payloads: list[bytes]) -> bytes:
         return b"".join(payloads)
 
-    def end(self, usage: Usage, error: GatewayError | None) -> bytes:
+    def end(self, usage: Usage, error: GatewayError | None, cost_usd: float) -> bytes:
+        # the upstream's own message_delta carried the usage; the relay added the cost to it
         return error_event(error) if error is not None else b""

@@ -53,12 +53,13 @@ def error_event(exc: GatewayError) -> bytes:
 
 
 def usage_json(usage: Usage) -> dict[str, int]:
-    """Anthropic counts cache reads apart from input tokens; canonical prompt tokens include them."""
+    """Anthropic counts cache reads and writes apart from input tokens; canonical prompt tokens
+    include both."""
     return {
-        "input_tokens": max(usage.prompt_tokens - usage.cached_tokens, 0),
+        "input_tokens": max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens, 0),
         "output_tokens": usage.completion_tokens,
         "cache_read_input_tokens": usage.cached_tokens,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
     }
 
 
@@ -164,7 +165,7 @@ class MessageStream:
                     self.stop_reason = STOP_REASONS.get(str(finish), "end_turn")
         return b"".join(out)
 
-    def end(self, usage: Usage, error: GatewayError | None) -> bytes:
+    def end(self, usage: Usage, error: GatewayError | None, cost_usd: float) -> bytes:
         """The stream's last events: message_delta + message_stop, or an error event."""
         if error is not None:
             return error_event(error)
@@ -178,7 +179,10 @@ class MessageStream:
         out.append(
             event(
                 "message_delta",
-                {"delta": {"stop_reason": stop, "stop_sequence": None}, "usage": usage_json(usage)},
+                {
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                    "usage": {**usage_json(usage), "cost": cost_usd},
+                },
             )
         )
         out.append(event("message_stop", {}))
