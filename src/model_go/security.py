@@ -26,13 +26,16 @@ class KeyRing:
 
     def __init__(self, master: bytes) -> None:
         self._hmac_key = _derive(master, b"api-key-hmac")
+        self._api_key_mac = hmac.new(self._hmac_key, digestmod=hashlib.sha256)  # copied per key: no re-keying
         self._aead_key = _derive(master, b"channel-key-aead")
         self._fingerprint_key = _derive(master, b"request-fingerprint-hmac")
         self.key_id = hashlib.sha256(self._aead_key).hexdigest()[:8]
         self._aead = AESGCM(self._aead_key)
 
     def hash_api_key(self, raw_key: str) -> str:
-        return hmac.new(self._hmac_key, raw_key.encode(), hashlib.sha256).hexdigest()
+        mac = self._api_key_mac.copy()
+        mac.update(raw_key.encode())
+        return mac.hexdigest()
 
     def fingerprint(self, *parts: bytes) -> str:
         """A keyed hash of request data (an Idempotency-Key, a body) that can be compared but not

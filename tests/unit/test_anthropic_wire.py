@@ -238,7 +238,7 @@ def test_stream_of_text_then_two_tool_calls() -> None:
             [chunk({"tool_calls": [{"index": index, "function": {"arguments": f'"{name}"}}'}}]})]
         )
     raw += stream.feed([chunk({}, "tool_calls")])
-    raw += stream.end(Usage(12, 5), None)
+    raw += stream.end(Usage(12, 5), None, 0.000022)
     got = events(raw)
     assert [e["type"] for e in got] == [
         "message_start",
@@ -269,13 +269,13 @@ def test_stream_of_text_then_two_tool_calls() -> None:
     partial = "".join(e["delta"]["partial_json"] for e in got if e.get("index") == 2 and "delta" in e)
     assert partial == '{"k": "b"}'
     assert got[-2]["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
-    assert got[-2]["usage"]["output_tokens"] == 5
+    assert got[-2]["usage"]["output_tokens"] == 5 and got[-2]["usage"]["cost"] == 0.000022
 
 
 def test_stream_error_is_an_error_event() -> None:
     stream = MessageStream("msg_9", "m", 1)
     stream.feed([chunk({"content": "partial"})])
-    tail = events(stream.end(Usage(), UpstreamError("The upstream provider failed.")))
+    tail = events(stream.end(Usage(), UpstreamError("The upstream provider failed."), 0.0))
     assert tail == [
         {"type": "error", "error": {"type": "api_error", "message": "The upstream provider failed."}}
     ]
@@ -316,6 +316,6 @@ def test_passthrough_stream_reads_usage_and_hides_upstream_errors() -> None:
     failing = PassthroughStream()
     assert failing.feed(b'{"type":"error","error":{"type":"overloaded_error","message":"sk-secret"}}') == []
     assert failing.finished and isinstance(failing.error, UpstreamUnavailable)
-    tail = PassthroughEgress().end(Usage(), failing.error)
+    tail = PassthroughEgress().end(Usage(), failing.error, 0.0)
     assert b"sk-secret" not in tail and events(tail)[0]["error"]["type"] == "overloaded_error"
-    assert PassthroughEgress().end(Usage(), None) == b""
+    assert PassthroughEgress().end(Usage(), None, 0.0) == b""
