@@ -6,11 +6,8 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Protocol
-
-from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 
 from model_go.errors import RateLimited
 
@@ -28,32 +25,43 @@ class Limiter(Protocol):
     def release(self, user_id: int) -> None: ...
 
 
+WINDOW = 60.0  # seconds: limits are per minute
+
+
 class InProcessLimiter:
-    def __init__(self) -> None:
-        self._rpm = MovingWindowRateLimiter(MemoryStorage())
-        self._items: dict[int, RateLimitItemPerMinute] = {}
+    """Requests per minute by GCRA (the generic cell rate algorithm): per key one number, the time
+    its allowance is next theoretically due; `limit` requests may come at once, then one every
+    60/limit seconds. O(1) time and memory per key, exact, and one Redis key per limit when shared.
+    (The `limits` package did the same with 18 MB of imports: a sixth of the server's memory.)"""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._due: dict[int, float] = {}  # key id → theoretical arrival time (clock seconds)
         self._inflight: dict[int, int] = defaultdict(int)
+        self._checks = 0
 
     def check_rpm(self, key_id: int, limit: int) -> dict[str, str]:
         """Count one request against the key's per-minute limit; the headers describe what is left."""
-        item = self._items.get(limit)
-        if item is None:
-            item = self._items[limit] = RateLimitItemPerMinute(limit)
-        ident = str(key_id)
-        allowed = self._rpm.hit(item, ident)
-        reset_at, remaining = self._rpm.get_window_stats(item, ident)
-        wait = max(1, math.ceil(reset_at - time.time()))
-        headers = {
-            "x-ratelimit-limit-requests": str(limit),
-            "x-ratelimit-remaining-requests": str(max(remaining, 0)),
-            "x-ratelimit-reset-requests": f"{wait}s",
-        }
-        if not allowed:
+        now = self._clock()
+        interval = WINDOW / limit
+        due = max(self._due.get(key_id, now), now) + interval
+        if due - now > WINDOW + 1e-9:  # this request would exceed the allowance: not counted
+            wait = max(1, math.ceil(due - now - WINDOW))
+            headers = _headers(limit, 0, due - interval - now)
             raise RateLimited(
                 f"Rate limit reached: {limit} requests per minute for this key. Retry after {wait}s.",
                 headers={**headers, "Retry-After": str(wait)},
             )
-        return headers
+        self._due[key_id] = due
+        self._checks += 1
+        if self._checks % 10_000 == 0:
+            self._forget_idle(now)
+        return _headers(limit, int((WINDOW - (due - now)) / interval), due - now)
+
+    def _forget_idle(self, now: float) -> None:
+        """Keys whose allowance is whole again hold no state worth keeping."""
+        for key_id in [k for k, due in self._due.items() if due <= now]:
+            del self._due[key_id]
 
     def acquire(self, user_id: int, limit: int) -> None:
         if self._inflight[user_id] >= limit:
@@ -66,3 +74,12 @@ class InProcessLimiter:
 
     def release(self, user_id: int) -> None:
         self._inflight[user_id] -= 1
+
+
+def _headers(limit: int, remaining: int, full_in: float) -> dict[str, str]:
+    """OpenAI's rate-limit headers: the limit, what is left now, and when the allowance is whole."""
+    return {
+        "x-ratelimit-limit-requests": str(limit),
+        "x-ratelimit-remaining-requests": str(max(remaining, 0)),
+        "x-ratelimit-reset-requests": f"{max(1, math.ceil(full_in))}s",
+    }
