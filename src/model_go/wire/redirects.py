@@ -71,7 +71,7 @@ _SEPARATORS = re.compile(r"[^a-z0-9]")
 
 @lru_cache(maxsize=4096)
 def normalise(name: str) -> str:
-    """`API_BASE`, `apiBase`, `Api-Base`, fullwidth `ａｐｉ_base` → `apibase`."""
+    """`API_BASE`, `apiBase`, `Api-Base`, fullwidth letters → `apibase`."""
     if not name.isascii():
         name = unicodedata.normalize("NFKC", name)
     return _SEPARATORS.sub("", name.lower())
