@@ -81,3 +81,32 @@ def parse_usd(text: str, *, param: str = "amount_usd") -> int:
             code="invalid_amount",
         )
     return micros
+
+
+# Prices are USD per 1M tokens. The dearest public model today is a few hundred dollars per 1M
+# output tokens; MAX_PRICE_USD_PER_1M leaves room and keeps every cost far inside 64-bit integers.
+MAX_PRICE_USD_PER_1M = 10_000
+MAX_PRICE_MICROS_PER_1M = MAX_PRICE_USD_PER_1M * MICROS_PER_USD
+# No balance may grow past this (many $1M credits would otherwise overflow a 64-bit column).
+MAX_BALANCE_USD = 1_000_000_000
+MAX_BALANCE_MICROS = MAX_BALANCE_USD * MICROS_PER_USD
+
+
+def parse_price_per_1m(text: str, *, param: str) -> int:
+    """A price in USD per 1M tokens, in micro-dollars per 1M tokens: the grammar of parse_usd;
+    zero (a free model) allowed; at most MAX_PRICE_USD_PER_1M."""
+    match = _USD_TEXT.fullmatch(text)
+    if match is None:
+        raise InvalidRequest(
+            f"Not a price in USD: use digits with at most 6 decimals, e.g. 2.50 (got {text[:32]!r}).",
+            param=param,
+            code="invalid_amount",
+        )
+    micros = int(match["whole"]) * MICROS_PER_USD + int((match["frac"] or "").ljust(6, "0"))
+    if micros > MAX_PRICE_MICROS_PER_1M:
+        raise InvalidRequest(
+            f"A price must be at most {MAX_PRICE_USD_PER_1M} USD per 1M tokens.",
+            param=param,
+            code="invalid_amount",
+        )
+    return micros

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from model_go.services.users import parse_usd
+from model_go.billing.money import parse_price_per_1m
 from model_go.storage import repo
 
 
@@ -36,9 +36,13 @@ async def set_price(
     conn: AsyncConnection, model: str, *, input_usd: str, output_usd: str, cached_input_usd: str | None = None
 ) -> PriceView:
     """Set a model's price from USD strings; the cached input price defaults to the input price."""
-    input_per_1m = parse_usd(input_usd, "input")
-    output_per_1m = parse_usd(output_usd, "output")
-    cached = parse_usd(cached_input_usd, "cached_input") if cached_input_usd is not None else input_per_1m
+    input_per_1m = parse_price_per_1m(input_usd, param="input")
+    output_per_1m = parse_price_per_1m(output_usd, param="output")
+    cached = (
+        parse_price_per_1m(cached_input_usd, param="cached_input")
+        if cached_input_usd is not None
+        else input_per_1m
+    )
     await repo.set_price(
         conn, model, input_per_1m=input_per_1m, output_per_1m=output_per_1m, cached_input_per_1m=cached
     )

@@ -74,21 +74,28 @@ def validate_chat(body: dict[str, Any]) -> ChatRequest:
     return ChatRequest(model, stream, wants_usage, max_out, n)
 
 
+def _token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
+
+
+def embedding_inputs_ok(value: Any) -> bool:
+    """OpenAI's four forms: a string, strings, one token array, token arrays; never a mix."""
+    if isinstance(value, str):
+        return True
+    if not isinstance(value, list) or not value:
+        return False
+    if all(isinstance(v, str) for v in value) or all(_token(v) for v in value):
+        return True
+    return all(isinstance(v, list) and v and all(_token(t) for t in v) for v in value)
+
+
 def validate_embeddings(body: dict[str, Any]) -> str:
     """The model of a valid embeddings body (nothing streams, nothing is generated)."""
     model = _model(body)
-    value = body.get("input")
-    ok = isinstance(value, str) or (
-        isinstance(value, list)
-        and value
-        and all(
-            isinstance(v, str | int) or (isinstance(v, list) and all(isinstance(t, int) for t in v))
-            for v in value
-        )
-    )
-    if not ok:
+    if not embedding_inputs_ok(body.get("input")):
         raise InvalidRequest(
-            "'input' must be a string, an array of strings, or an array of token arrays.",
+            "'input' must be a string, an array of strings, an array of tokens (integers), or an"
+            " array of token arrays.",
             param="input",
         )
     redirects.refuse_upstream_redirection(body, redirects.OPENAI)
