@@ -31,8 +31,8 @@ LOCKOUT_ROUTES = [
     ("DELETE", "/api/keys/{key_id}"),
     ("POST", "/api/admin/users/{user_id}/disable"),
 ]
-MAX_EXAMPLES = int(os.environ.get("MODELGO_FUZZ_EXAMPLES", "6"))
-MAX_SECONDS = int(os.environ.get("MODELGO_FUZZ_SECONDS", "50"))
+MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
+MAX_SECONDS = int(os.environ.get("FUZZ_SECONDS", "50"))
 
 
 @pytest.fixture(scope="module")
