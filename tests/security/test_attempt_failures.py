@@ -93,3 +93,10 @@ def test_priority_beyond_int64_is_refused_by_the_service(gw: Gateway) -> None:
     with pytest.raises(InvalidRequest) as caught:
         gw.db(add)
     assert caught.value.param == "priority"
+
+
+def test_channel_test_reports_a_broken_key_instead_of_failing(gw: Gateway) -> None:
+    result = gw.cli("channel", "test", "broken", check=False)
+    assert result.returncode != 0 or "upstream_request_failed" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert UPSTREAM_KEY not in result.stdout + result.stderr
