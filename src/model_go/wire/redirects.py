@@ -78,7 +78,74 @@ def normalise(name: str) -> str:
 
 
 def refuse_upstream_redirection(body: dict[str, Any], content: ContentPaths) -> None:
-    """Raise InvalidRequest (code forbidden_field, naming the path) if the body names a denied field."""
+    """Raise InvalidRequest (code forbidden_field, naming the path) if the body names a denied field.
+
+    On the hot path: a walk that builds no paths and looks names up in a cache decides; only a body
+    it flags is walked again to name the path in the error."""
+    if not _clean_body(body, content):
+        _explain(body, content)
+
+
+_VERDICTS: dict[str, bool] = {}  # name → denied; bounded below, so odd names cannot grow it forever
+
+
+def _denied(key: str) -> bool:
+    verdict = _VERDICTS.get(key)
+    if verdict is None:
+        verdict = normalise(key) in DENIED_NAMES
+        if len(_VERDICTS) < 16_384:
+            _VERDICTS[key] = verdict
+    return verdict
+
+
+def _clean_body(body: dict[str, Any], content: ContentPaths) -> bool:
+    for key, value in body.items():
+        if _denied(key):
+            return False
+        if key in content.top:
+            continue
+        if key in content.lists:
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if isinstance(item, dict) and not _clean_dict(item, 2, content.item):
+                    return False
+        elif isinstance(value, dict | list) and not _clean(value, 1):
+            return False
+    return True
+
+
+def _clean_dict(value: dict[str, Any], depth: int, skip: frozenset[str]) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    for key, item in value.items():
+        if _denied(key):
+            return False
+        if key in skip:
+            continue
+        if isinstance(item, dict):
+            if not _clean_dict(item, depth + 1, skip):
+                return False
+        elif isinstance(item, list) and not _clean(item, depth + 1):
+            return False
+    return True
+
+
+def _clean(value: Any, depth: int) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _denied(key) or (isinstance(item, dict | list) and not _clean(item, depth + 1)):
+                return False
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict | list) and not _clean(item, depth + 1):
+                return False
+    return True
+
+
+def _explain(body: dict[str, Any], content: ContentPaths) -> None:
+    """The slow walk of a flagged body: raises naming the path of the first denied field."""
     for key, value in body.items():
         _check_name(key, key)
         if key in content.top:
