@@ -7,9 +7,12 @@
     ├── PermissionDenied              403 permission_error
     ├── NotFound                      404 not_found_error
     ├── MethodNotAllowed              405 invalid_request_error
+    ├── RequestTimeout                408 invalid_request_error   (a client too slow to send)
     ├── Conflict                      409 invalid_request_error   (the data changed or already exists)
     ├── PayloadTooLarge               413 invalid_request_error
     ├── RateLimited                   429 rate_limit_error        (Retry-After)
+    ├── HeadersTooLarge               431 invalid_request_error
+    ├── ServerBusy                    503 api_error               (the connection cap is reached)
     └── UpstreamError                 502 upstream_error
         ├── UpstreamUnavailable       503
         └── UpstreamTimeout           504
@@ -92,6 +95,12 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class Conflict(GatewayError):
     status = 409
     type = "invalid_request_error"
@@ -114,6 +123,18 @@ class RateLimited(GatewayError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class HeadersTooLarge(GatewayError):
+    status = 431
+    type = "invalid_request_error"
+    code = "headers_too_large"
+
+
+class ServerBusy(GatewayError):
+    status = 503
+    type = "api_error"
+    code = "server_busy"
 
 
 class UpstreamError(GatewayError):

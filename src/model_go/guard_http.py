@@ -9,27 +9,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from model_go.errors import GatewayError
+from model_go.errors import GatewayError, HeadersTooLarge, RequestTimeout, ServerBusy
 from model_go.relay.asgi import Receive, Scope, Send, send_error
 from model_go.settings import Settings
-
-
-class RequestTimeout(GatewayError):
-    status = 408
-    type = "invalid_request_error"
-    code = "request_timeout"
-
-
-class HeadersTooLarge(GatewayError):
-    status = 431
-    type = "invalid_request_error"
-    code = "headers_too_large"
-
-
-class ServerBusy(GatewayError):
-    status = 503
-    type = "api_error"
-    code = "server_busy"
 
 
 @dataclass(frozen=True)

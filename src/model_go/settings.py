@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_max_failures_per_ip: int = Field(default=30, ge=1)
     login_throttle_window_seconds: int = Field(default=900, ge=1)
+    # failures from all addresses before an account locks for addresses that never signed in to it
+    login_max_failures_per_account_global: int = Field(default=50, ge=1)
+    # sign-ups and password-reset requests per client address, and mails per recipient, per window
+    mail_max_per_ip: int = Field(default=10, ge=1)
+    mail_max_per_address: int = Field(default=3, ge=1)
+    mail_rate_window_seconds: int = Field(default=3600, ge=1)
+    # queued mail not sent within this time is dropped (its links would have expired anyway)
+    mail_unsent_ttl_hours: int = Field(default=24, ge=1, le=24 * 7)
 
     # -- payments --
     stripe_secret_key: SecretStr | None = None

@@ -8,10 +8,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from model_go.accounts import mail_links
 from model_go.accounts import policy as account_policy
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.accounts.runtime import build as build_accounts
@@ -156,7 +158,10 @@ async def _start_accounts(state: AppState) -> AccountsRuntime:
     """The first policy version, the mail sender (which also resumes interrupted policy mailings)."""
     async with state.engine.begin() as conn:
         await account_policy.ensure_initial(conn)
-    sender = OutboxSender(state.engine, SmtpMailer(state.settings))
+    sender = OutboxSender(
+        state.engine, SmtpMailer(state.settings), timedelta(hours=state.settings.mail_unsent_ttl_hours)
+    )
+    sender.render = mail_links.render
     public_url = state.settings.public_url
 
     async def resume() -> None:

@@ -37,6 +37,8 @@ def start_api_gateway(
         "MODELGO_DEMO": "false",
         "MODELGO_LOGIN_MAX_FAILURES_PER_IP": "1000",
         "MODELGO_LOGIN_MAX_FAILURES_PER_ACCOUNT": "50",
+        "MODELGO_MAIL_MAX_PER_IP": "100000",
+        "MODELGO_MAIL_MAX_PER_ADDRESS": "1000",
         **env,
     }
     if insecure:
@@ -144,7 +146,7 @@ def register(
             "accept_policy_version": current_policy(gw),
         },
     )
-    assert resp.status_code == 201, resp.text
+    assert resp.status_code == 202, resp.text
     return username, email
 
 

@@ -104,7 +104,7 @@ def test_cli_errors_are_clear(gateway: Gateway) -> None:
             ("channel", "add", "x", "--provider", "openai", "--base-url", "ftp://x", "--models", "m"),
             "--base-url",
         ),
-        (("price", "set", "m", "--input", "-1", "--output", "1"), "--input: Not an amount in USD"),
+        (("price", "set", "m", "--input", "-1", "--output", "1"), "--input: Not a price in USD"),
         (("key", "revoke", "999999"), "no active key"),
         (("usage", "list", "--since", "yesterday"), "not an ISO date"),
     ]:

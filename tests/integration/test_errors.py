@@ -106,7 +106,7 @@ def test_unknown_model_is_404(gateway: Gateway, key: str) -> None:
         ({**CHAT, "api_base": "http://evil.example"}, "api_base"),
         (
             {**CHAT, "user_config": {"model_list": [{"litellm_params": {"api_base": "http://x"}}]}},
-            "user_config.model_list[0].litellm_params.api_base",
+            "user_config",  # itself a proxy-control field (LiteLLM)
         ),
         ({**CHAT, "metadata": {"base_url": "http://169.254.169.254"}}, "metadata.base_url"),
         ({**CHAT, "extra": {"api_key": "sk-other"}}, "extra.api_key"),

@@ -7,6 +7,7 @@ import asyncio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.accounts import mailtokens, policy, sessions
+from model_go.accounts.mail_links import PLACEHOLDER
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.errors import InvalidRequest
 from model_go.mail import templates
@@ -33,8 +34,10 @@ async def hash_in_thread(password: str) -> str:
 
 async def register(
     conn: AsyncConnection, rt: AccountsRuntime, *, email: str, username: str, password_hash: str, version: str
-) -> int:
-    """Create an unverified customer with their consents, and queue the verification mail."""
+) -> int | None:
+    """Create an unverified customer with their consents, and queue the verification mail. For an
+    address that has an account already, mail its owner instead and create nothing (None): the
+    caller answers the same either way, so sign-up does not tell who has an account."""
     if version != await policy.current_version(conn):
         raise InvalidRequest(
             "Please accept the current privacy policy version (see GET /api/policy).",
@@ -43,10 +46,13 @@ async def register(
         )
     if await repo.username_taken(conn, username):
         raise InvalidRequest("That username is taken.", param="username", code="username_taken")
-    if await repo.email_taken(conn, email):
-        raise InvalidRequest(
-            "An account with this email address already exists.", param="email", code="email_taken"
+    owner = await repo.user_by_email(conn, email)
+    if owner is not None:
+        mail = templates.signup_with_your_address(rt.public_url)
+        await outbox.enqueue(
+            conn, to=email, subject=mail.subject, body=mail.body, kind=mail.kind, user_id=owner.id
         )
+        return None
     now = utcnow()
     user_id = await accounts_repo.insert_user(
         conn,
@@ -66,8 +72,7 @@ async def register(
     await policy.record_consent(conn, user_id, "age_18_plus", True)
     await policy.record_consent(conn, user_id, "privacy_policy", True, version=version)
     await repo.bump_version(conn)  # the relay's snapshot learns about the new user
-    token = await mailtokens.issue(conn, user_id, "verify")
-    mail = templates.verify_email(rt.public_url, username, token)
+    mail = templates.verify_email(rt.public_url, username, PLACEHOLDER)  # the token: at send time
     await outbox.enqueue(
         conn, to=email, subject=mail.subject, body=mail.body, kind=mail.kind, user_id=user_id
     )
@@ -101,14 +106,21 @@ async def verify(conn: AsyncConnection, token: str) -> str:
 
 
 async def request_reset(conn: AsyncConnection, rt: AccountsRuntime, email: str) -> None:
-    """Queue a reset mail when the address belongs to a live account; say nothing either way."""
+    """Queue a reset mail when the address belongs to a live account; say nothing either way.
+
+    Both cases do the same work (one lookup, one outbox row), so the answer takes as long: for an
+    address without an account the row names nobody (no user, no address) and the sender drops it.
+    The link's token is issued when the mail is sent (accounts/mail_links.py)."""
     row = await repo.user_by_email(conn, email)
-    if row is None or row.deleted_at is not None or row.disabled:
-        return
-    token = await mailtokens.issue(conn, row.id, "reset")
-    mail = templates.password_reset(rt.public_url, row.username, token)
+    live = row is not None and row.deleted_at is None and not row.disabled
+    mail = templates.password_reset(rt.public_url, row.username if live and row else "", PLACEHOLDER)
     await outbox.enqueue(
-        conn, to=row.email, subject=mail.subject, body=mail.body, kind=mail.kind, user_id=row.id
+        conn,
+        to=row.email if live and row else "",
+        subject=mail.subject,
+        body=mail.body,
+        kind=mail.kind,
+        user_id=row.id if live and row else None,
     )
 
 

@@ -1,54 +1,119 @@
-"""Login throttling per account and per client address, in process.
+"""Login throttling and mail-sending rate limits, in process.
 
-Only failures count. The address is the socket peer (never X-Forwarded-For, which a client sets
-at will). A throttled login is refused before the password is checked, so it reveals nothing.
+Logins: only failures count, per ACCOUNT (a username and an email address of one account are one
+bucket; a login that names no account is its own bucket). Following OWASP's authentication cheat
+sheet, a stranger must not be able to lock the owner out:
+
+    per (account, address)  `per_account` failures in the window lock that pair: the guesser only
+    per address             `per_ip` failures lock the address, whatever it tries
+    per account, globally   `per_account_global` failures (from many addresses) lock the account,
+                            except for addresses that signed in to it successfully before
+
+The address is the socket peer (never X-Forwarded-For, which a client sets at will). A throttled
+login is refused before the password is checked, so it reveals nothing.
+
+Mail: sign-ups and password resets are counted per address and per recipient (RateLimits), so
+model-go cannot be made to mail-bomb anyone; the answer is the same whether or not an account
+exists.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 
 from model_go.errors import RateLimited
 
+TRUSTED_PER_ACCOUNT = 16  # addresses remembered per account that signed in successfully
+TRUSTED_ACCOUNTS = 100_000  # bound on the memory the trusted addresses can take
 
-class LoginThrottle:
-    def __init__(self, *, per_account: int, per_ip: int, window_seconds: float) -> None:
-        self.per_account = per_account
-        self.per_ip = per_ip
+
+class Window:
+    """Timestamps per identifier within a sliding window; identifiers forgotten when idle."""
+
+    def __init__(self, window_seconds: float) -> None:
         self.window = window_seconds
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._stamps: dict[str, deque[float]] = defaultdict(deque)
 
-    def _recent(self, ident: str, now: float) -> deque[float]:
-        stamps = self._failures[ident]
+    def recent(self, ident: str, now: float) -> deque[float]:
+        stamps = self._stamps.get(ident)
+        if stamps is None:
+            return deque()
         while stamps and stamps[0] <= now - self.window:
             stamps.popleft()
         if not stamps:
-            del self._failures[ident]  # keep the map from growing with one-off identifiers
-            return deque()
+            del self._stamps[ident]  # keep the map from growing with one-off identifiers
         return stamps
 
+    def wait(self, ident: str, limit: int, now: float) -> float | None:
+        """Seconds until `ident` is under `limit` again, or None if it is under it now."""
+        stamps = self.recent(ident, now)
+        if len(stamps) < limit:
+            return None
+        return stamps[len(stamps) - limit] + self.window - now
+
+    def add(self, ident: str, now: float) -> None:
+        self._stamps[ident].append(now)
+
+    def clear(self, ident: str) -> None:
+        self._stamps.pop(ident, None)
+
+
+def _refuse(message: str, code: str, waits: list[float]) -> RateLimited:
+    wait = max(1, math.ceil(max(waits)))
+    return RateLimited(
+        f"{message} Try again in {wait} seconds.", code=code, headers={"Retry-After": str(wait)}
+    )
+
+
+class LoginThrottle:
+    def __init__(
+        self, *, per_account: int, per_ip: int, window_seconds: float, per_account_global: int | None = None
+    ) -> None:
+        self.per_account = per_account
+        self.per_ip = per_ip
+        self.per_account_global = per_account_global or per_account * 10
+        self._failures = Window(window_seconds)
+        self._trusted: OrderedDict[str, list[str]] = OrderedDict()
+
     def check(self, account: str, ip: str) -> None:
-        """Raise RateLimited (with Retry-After) while either the account or the address is locked."""
+        """Raise RateLimited (with Retry-After) while this account+address, the address, or (for
+        an address never used by the owner) the account as a whole is locked."""
         now = time.monotonic()
-        waits = []
-        for ident, limit in ((f"a:{account}", self.per_account), (f"i:{ip}", self.per_ip)):
-            stamps = self._recent(ident, now)
-            if len(stamps) >= limit:
-                waits.append(stamps[len(stamps) - limit] + self.window - now)
+        limits = [(f"p:{account}|{ip}", self.per_account), (f"i:{ip}", self.per_ip)]
+        if ip not in self._trusted.get(account, ()):
+            limits.append((f"a:{account}", self.per_account_global))
+        waits = [w for ident, limit in limits if (w := self._failures.wait(ident, limit, now)) is not None]
         if waits:
-            wait = max(1, math.ceil(max(waits)))
-            raise RateLimited(
-                f"Too many failed sign-in attempts. Try again in {wait} seconds.",
-                code="login_throttled",
-                headers={"Retry-After": str(wait)},
-            )
+            raise _refuse("Too many failed sign-in attempts.", "login_throttled", waits)
 
     def failed(self, account: str, ip: str) -> None:
         now = time.monotonic()
-        self._failures[f"a:{account}"].append(now)
-        self._failures[f"i:{ip}"].append(now)
+        for ident in (f"p:{account}|{ip}", f"i:{ip}", f"a:{account}"):
+            self._failures.add(ident, now)
 
-    def succeeded(self, account: str) -> None:
-        self._failures.pop(f"a:{account}", None)
+    def succeeded(self, account: str, ip: str) -> None:
+        self._failures.clear(f"p:{account}|{ip}")
+        trusted = self._trusted.pop(account, [])
+        if ip not in trusted:
+            trusted = [*trusted, ip][-TRUSTED_PER_ACCOUNT:]
+        self._trusted[account] = trusted
+        while len(self._trusted) > TRUSTED_ACCOUNTS:
+            self._trusted.popitem(last=False)
+
+
+class RateLimits:
+    """Counted actions (sign-ups, mails) per identifier in a sliding window; refused at the limit."""
+
+    def __init__(self, window_seconds: float) -> None:
+        self._hits = Window(window_seconds)
+
+    def hit(self, checks: list[tuple[str, int]], message: str, code: str) -> None:
+        """Count one action against each (identifier, limit), or raise RateLimited if any is full."""
+        now = time.monotonic()
+        waits = [w for ident, limit in checks if (w := self._hits.wait(ident, limit, now)) is not None]
+        if waits:
+            raise _refuse(message, code, waits)
+        for ident, _ in checks:
+            self._hits.add(ident, now)

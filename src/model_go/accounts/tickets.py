@@ -33,7 +33,7 @@ async def open_ticket(conn: AsyncConnection, public_url: str, user: Row[Any], su
     ticket_id = await accounts_repo.insert_ticket(conn, user_id=user.id, subject=subject, now=utcnow())
     await add_message(conn, ticket_id, user.id, body, from_staff=False)
     staff = await accounts_repo.active_admins_with_email(conn)
-    mail = templates.new_ticket_for_staff(public_url, ticket_id, user.username)
+    mail = templates.new_ticket_for_staff(public_url, ticket_id)
     for admin in staff:
         await outbox.enqueue(
             conn, to=admin.email, subject=mail.subject, body=mail.body, kind=mail.kind, user_id=admin.id

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from model_go.accounts import policy, tickets
 from model_go.accounts import users as user_store
 from model_go.api import channel_probe
-from model_go.api.deps import AdminUser, RuntimeDep, StateDep
+from model_go.api.deps import AdminUser, PathId, RuntimeDep, StateDep
 from model_go.api.schemas import ChannelIn, ChannelPatch, CreditIn, MessageIn, Page, PolicyIn, PriceIn
 from model_go.api.usage_routes import PageNo, PageSize
 from model_go.billing.money import micros_to_usd
@@ -46,19 +46,19 @@ async def _set_disabled(state: StateDep, admin: AdminUser, user_id: int, disable
 
 
 @router.post("/users/{user_id}/disable")
-async def disable_user(user_id: int, admin: AdminUser, state: StateDep) -> dict[str, Any]:
+async def disable_user(user_id: PathId, admin: AdminUser, state: StateDep) -> dict[str, Any]:
     """Disable a user: sessions end at once, API keys stop working within a second."""
     return await _set_disabled(state, admin, user_id, True)
 
 
 @router.post("/users/{user_id}/enable")
-async def enable_user(user_id: int, admin: AdminUser, state: StateDep) -> dict[str, Any]:
+async def enable_user(user_id: PathId, admin: AdminUser, state: StateDep) -> dict[str, Any]:
     """Enable a disabled user."""
     return await _set_disabled(state, admin, user_id, False)
 
 
 @router.post("/users/{user_id}/credit")
-async def credit_user(user_id: int, body: CreditIn, admin: AdminUser, state: StateDep) -> dict[str, Any]:
+async def credit_user(user_id: PathId, body: CreditIn, admin: AdminUser, state: StateDep) -> dict[str, Any]:
     """Add credit (USD, as a string) to a balance; recorded on the ledger."""
     note = body.note or f"credit by {admin.user.username}"
     async with state.engine.begin() as conn:
@@ -104,7 +104,7 @@ async def add_channel(body: ChannelIn, admin: AdminUser, state: StateDep) -> dic
 
 @router.patch("/channels/{channel_id}")
 async def patch_channel(
-    channel_id: int, body: ChannelPatch, admin: AdminUser, state: StateDep
+    channel_id: PathId, body: ChannelPatch, admin: AdminUser, state: StateDep
 ) -> dict[str, Any]:
     """Change a channel's URL, models, priority, weight, key or enabled flag."""
     changes = channels.ChannelChanges(**body.model_dump(exclude_unset=True))
@@ -119,7 +119,7 @@ class ProbeIn(BaseModel):
 
 @router.post("/channels/{channel_id}/test")
 async def test_channel(
-    channel_id: int, admin: AdminUser, state: StateDep, body: ProbeIn | None = None
+    channel_id: PathId, admin: AdminUser, state: StateDep, body: ProbeIn | None = None
 ) -> dict[str, Any]:
     """Send one tiny, unbilled request to the channel: {ok, latency_ms, error}, never the upstream body."""
     async with state.engine.connect() as conn:
@@ -206,7 +206,7 @@ async def all_tickets(
 
 
 @router.get("/tickets/{ticket_id}")
-async def get_ticket(ticket_id: int, admin: AdminUser, state: StateDep) -> dict[str, Any]:
+async def get_ticket(ticket_id: PathId, admin: AdminUser, state: StateDep) -> dict[str, Any]:
     """One ticket with its messages."""
     async with state.engine.connect() as conn:
         return await tickets.with_messages(conn, await tickets.owned(conn, ticket_id, None))
@@ -214,7 +214,7 @@ async def get_ticket(ticket_id: int, admin: AdminUser, state: StateDep) -> dict[
 
 @router.post("/tickets/{ticket_id}/messages", status_code=status.HTTP_201_CREATED)
 async def answer_ticket(
-    ticket_id: int, body: MessageIn, admin: AdminUser, state: StateDep, rt: RuntimeDep
+    ticket_id: PathId, body: MessageIn, admin: AdminUser, state: StateDep, rt: RuntimeDep
 ) -> dict[str, Any]:
     """Answer a ticket; its owner is emailed."""
     async with state.engine.begin() as conn:
@@ -227,7 +227,7 @@ async def answer_ticket(
 
 
 @router.post("/tickets/{ticket_id}/close")
-async def close_ticket(ticket_id: int, admin: AdminUser, state: StateDep) -> dict[str, Any]:
+async def close_ticket(ticket_id: PathId, admin: AdminUser, state: StateDep) -> dict[str, Any]:
     """Mark a ticket closed (a new message from its owner reopens it)."""
     async with state.engine.begin() as conn:
         ticket = await tickets.owned(conn, ticket_id, None)

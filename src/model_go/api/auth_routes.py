@@ -18,7 +18,6 @@ from model_go.api.schemas import (
     ResetConfirmIn,
     ResetIn,
     TokenIn,
-    UserEnvelope,
 )
 from model_go.errors import InvalidRequest
 from model_go.storage import repo
@@ -33,9 +32,13 @@ async def me_view(state: StateDep, user_id: int) -> dict[str, Any]:
         return user_store.view(row, await policy.current_version(conn))
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserEnvelope)
-async def register(body: RegisterIn, state: StateDep, rt: RuntimeDep) -> dict[str, Any]:
-    """Create an account (18+ only, current policy accepted) and mail a verification link."""
+SIGNUP_DONE = "Check your inbox: we sent a link to confirm the address and finish signing up."
+
+
+@router.post("/register", status_code=status.HTTP_202_ACCEPTED, response_model=MessageOut)
+async def register(body: RegisterIn, request: Request, state: StateDep, rt: RuntimeDep) -> dict[str, Any]:
+    """Create an account (18+ only, current policy accepted) and mail a verification link. The
+    answer is the same whether or not the address has an account (its owner is told by mail)."""
     if body.age_confirmed is not True:
         raise InvalidRequest(
             "You must be 18 or older to use model-go.", param="age_confirmed", code="age_not_confirmed"
@@ -43,9 +46,10 @@ async def register(body: RegisterIn, state: StateDep, rt: RuntimeDep) -> dict[st
     email = user_store.normalize_email(body.email)
     username = user_store.check_username(body.username.strip())
     signup.password_or_400(body.password)
+    rt.limit_mail(client_ip(request), email, "sign-up")
     password_hash = await signup.hash_in_thread(body.password)
     async with state.engine.begin() as conn:
-        user_id = await signup.register(
+        await signup.register(
             conn,
             rt,
             email=email,
@@ -54,7 +58,7 @@ async def register(body: RegisterIn, state: StateDep, rt: RuntimeDep) -> dict[st
             version=body.accept_policy_version,
         )
     rt.sender.wake()
-    return {"user": await me_view(state, user_id)}
+    return {"message": SIGNUP_DONE}
 
 
 @router.post("/verify", response_model=MessageOut)
@@ -92,13 +96,15 @@ async def logout(request: Request, state: StateDep, rt: RuntimeDep) -> Response:
 
 
 @router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_model=MessageOut)
-async def password_reset(body: ResetIn, state: StateDep, rt: RuntimeDep) -> dict[str, str]:
-    """Mail a reset link when the address has an account. The answer is the same either way."""
+async def password_reset(body: ResetIn, request: Request, state: StateDep, rt: RuntimeDep) -> dict[str, str]:
+    """Mail a reset link when the address has an account. The answer (and the work done) is the
+    same either way; requests are limited per client address and per recipient."""
     try:
         email = user_store.normalize_email(body.email)
     except InvalidRequest:
         email = None
     if email:
+        rt.limit_mail(client_ip(request), email, "password reset")
         async with state.engine.begin() as conn:
             await signup.request_reset(conn, rt, email)
         rt.sender.wake()

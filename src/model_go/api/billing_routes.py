@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request, status
 from pydantic import Field
 
-from model_go.api.deps import AdminUser, CurrentUser, StateDep
+from model_go.api.deps import AdminUser, CurrentUser, PathId, StateDep
 from model_go.api.schemas import Strict
 from model_go.billing import payments as stripe_api
 from model_go.billing.money import micros_to_usd, parse_usd
@@ -139,7 +139,7 @@ async def redeem(body: RedeemIn, principal: CurrentUser, state: StateDep) -> dic
 
 
 @router.post("/admin/users/{user_id}/adjustments", status_code=status.HTTP_201_CREATED)
-async def adjust(user_id: int, body: AdjustmentIn, admin: AdminUser, state: StateDep) -> dict[str, Any]:
+async def adjust(user_id: PathId, body: AdjustmentIn, admin: AdminUser, state: StateDep) -> dict[str, Any]:
     """Credit, debit or refund a balance by hand, with a reason; one ledger entry carrying your id."""
     entry = await billing.adjust(
         state.engine,
@@ -186,7 +186,7 @@ async def list_codes(admin: AdminUser, state: StateDep) -> list[dict[str, Any]]:
 
 
 @router.post("/admin/codes/{batch_id}/disable")
-async def disable_codes(batch_id: int, admin: AdminUser, state: StateDep) -> dict[str, Any]:
+async def disable_codes(batch_id: PathId, admin: AdminUser, state: StateDep) -> dict[str, Any]:
     """Disable every code of a batch: they answer like unknown codes from then on."""
     await codes.set_batch_disabled(state.engine, batch_id, True)
     return {"batch_id": batch_id, "disabled": True}

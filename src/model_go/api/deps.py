@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy import Row, select
 
 from model_go.accounts import sessions
@@ -17,6 +17,11 @@ from model_go.accounts.runtime import AccountsRuntime
 from model_go.errors import AuthenticationFailed, PermissionDenied
 from model_go.state import AppState
 from model_go.storage.tables import api_keys, users
+
+# Ids in paths and queries: a number the database can hold, or a 400 naming the parameter.
+MAX_DB_INT = 2**63 - 1
+PathId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_DB_INT)]
 
 UNSAFE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from model_go.errors import Conflict, GatewayError, InvalidRequest
 from model_go.storage.repo import RepoError
@@ -64,6 +64,10 @@ def install(app: FastAPI) -> None:
         # two requests raced for the same unique value (a username, an email): the loser gets a 409
         return render(Conflict("That conflicts with data saved a moment ago; please retry."))
 
+    async def on_out_of_range(request: Request, exc: Exception) -> Response:
+        # a number no column can hold (inputs are bounded at the edge; this is the net under it)
+        return render(InvalidRequest("A number in the request is out of range.", code="out_of_range"))
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return render(GatewayError())
@@ -72,6 +76,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RepoError, on_repo_error)
     app.add_exception_handler(IntegrityError, on_integrity_error)
+    app.add_exception_handler(OverflowError, on_out_of_range)
+    app.add_exception_handler(DataError, on_out_of_range)
     app.add_exception_handler(Exception, on_unexpected)
 
     app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from model_go.api.deps import CurrentUser, StateDep
+from model_go.api.deps import CurrentUser, PathId, StateDep
 from model_go.api.schemas import KeyIn, KeyOut, NewKeyOut
 from model_go.services import keys
 
@@ -39,7 +39,7 @@ async def create_key(body: KeyIn, principal: CurrentUser, state: StateDep) -> di
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def revoke_key(key_id: int, principal: CurrentUser, state: StateDep) -> Response:
+async def revoke_key(key_id: PathId, principal: CurrentUser, state: StateDep) -> Response:
     """Revoke a key; the API refuses it within a second. Another user's key is simply not found."""
     async with state.engine.begin() as conn:
         await keys.revoke(conn, key_id, owner_id=principal.id)

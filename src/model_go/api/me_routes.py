@@ -9,10 +9,11 @@ import orjson
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from model_go.accounts import erasure, mailtokens, policy, sessions, signup
+from model_go.accounts import erasure, policy, sessions, signup
 from model_go.accounts import export as exporter
 from model_go.accounts import login as login_service
 from model_go.accounts import users as user_store
+from model_go.accounts.mail_links import PLACEHOLDER
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.api.deps import CurrentUser, Principal, RuntimeDep, StateDep
 from model_go.api.schemas import (
@@ -77,11 +78,16 @@ async def _change_email(conn: Any, rt: AccountsRuntime, user: Any, email: str) -
     if email == user.email:
         await accounts_repo.update_user(conn, user.id, pending_email=None)
         return
-    if await repo.email_taken(conn, email, except_id=user.id):
-        raise InvalidRequest("Another account uses this email address.", param="email", code="email_taken")
+    owner = await repo.user_by_email(conn, email)
+    if owner is not None:
+        # the same answer as for a free address; the address's owner hears of it by mail
+        mail = templates.address_in_use(rt.public_url)
+        await outbox.enqueue(
+            conn, to=email, subject=mail.subject, body=mail.body, kind=mail.kind, user_id=owner.id
+        )
+        return
     await accounts_repo.update_user(conn, user.id, pending_email=email)
-    token = await mailtokens.issue(conn, user.id, "email_change", new_email=email)
-    mail = templates.confirm_new_email(rt.public_url, user.username, token)
+    mail = templates.confirm_new_email(rt.public_url, user.username, PLACEHOLDER)  # token at send time
     await outbox.enqueue(
         conn, to=email, subject=mail.subject, body=mail.body, kind=mail.kind, user_id=user.id
     )

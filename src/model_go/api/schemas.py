@@ -91,7 +91,7 @@ class ChannelIn(Strict):
     base_url: str = Field(default="", max_length=2048)
     models: list[str] = Field(min_length=1, max_length=500)
     model_map: dict[str, str] | None = None
-    priority: int = 0
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     weight: int = Field(default=1, ge=1, le=1_000_000)
     api_key: str | None = Field(default=None, max_length=4096)
     config: dict[str, Any] | None = Field(
@@ -105,7 +105,7 @@ class ChannelPatch(Strict):
     base_url: str | None = Field(default=None, max_length=2048)
     models: list[str] | None = Field(default=None, min_length=1, max_length=500)
     model_map: dict[str, str] | None = None
-    priority: int | None = None
+    priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
     weight: int | None = Field(default=None, ge=1, le=1_000_000)
     api_key: str | None = Field(default=None, max_length=4096)
     enabled: StrictBool | None = None

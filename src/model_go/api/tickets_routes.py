@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 
 from model_go.accounts import tickets
-from model_go.api.deps import CurrentUser, RuntimeDep, StateDep
+from model_go.api.deps import CurrentUser, PathId, RuntimeDep, StateDep
 from model_go.api.schemas import MessageIn, Page, TicketIn
 
 router = APIRouter(prefix="/api/tickets", tags=["support"])
@@ -43,14 +43,16 @@ async def open_ticket(
 
 
 @router.get("/{ticket_id}")
-async def get_ticket(ticket_id: int, principal: CurrentUser, state: StateDep) -> dict[str, Any]:
+async def get_ticket(ticket_id: PathId, principal: CurrentUser, state: StateDep) -> dict[str, Any]:
     """One ticket with its messages."""
     async with state.engine.connect() as conn:
         return await tickets.with_messages(conn, await tickets.owned(conn, ticket_id, principal.id))
 
 
 @router.post("/{ticket_id}/messages", status_code=status.HTTP_201_CREATED)
-async def reply(ticket_id: int, body: MessageIn, principal: CurrentUser, state: StateDep) -> dict[str, Any]:
+async def reply(
+    ticket_id: PathId, body: MessageIn, principal: CurrentUser, state: StateDep
+) -> dict[str, Any]:
     """Add a message to one of your tickets (reopens it)."""
     async with state.engine.begin() as conn:
         ticket = await tickets.owned(conn, ticket_id, principal.id)

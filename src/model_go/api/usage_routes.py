@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from model_go.accounts.export import ledger_view
-from model_go.api.deps import CurrentUser, StateDep
+from model_go.api.deps import CurrentUser, QueryId, StateDep
 from model_go.api.schemas import BillingOut, Page, SummaryOut
 from model_go.billing.money import micros_to_usd
 from model_go.services import usage
@@ -27,7 +27,7 @@ async def list_usage(
     since: str | None = None,
     until: str | None = None,
     model: str | None = None,
-    key_id: int | None = None,
+    key_id: QueryId = None,
     page: PageNo = 1,
     page_size: PageSize = 50,
 ) -> dict[str, Any]:
@@ -51,7 +51,7 @@ async def usage_csv(
     since: str | None = None,
     until: str | None = None,
     model: str | None = None,
-    key_id: int | None = None,
+    key_id: QueryId = None,
 ) -> Response:
     """The same rows as /api/usage (oldest first, unpaginated) as a CSV download."""
     flt = usage.usage_filter(principal.id, since=since, until=until, model=model, key_id=key_id)

@@ -60,12 +60,11 @@ MAX_ENTRY_MICROS = MAX_ENTRY_USD * MICROS_PER_USD
 _USD_TEXT = re.compile(r"(?P<whole>[0-9]{1,7})(?:\.(?P<frac>[0-9]{1,6}))?")
 
 
-def parse_usd(text: str, *, param: str = "amount_usd", zero_ok: bool = False) -> int:
+def parse_usd(text: str, *, param: str = "amount_usd") -> int:
     """Parse a positive USD amount typed by a person ("12.50") into micro-dollars, strictly.
 
-    ASCII digits with at most one point and six decimals, more than zero (or zero, for a price:
-    `zero_ok`) and at most MAX_ENTRY_USD. No sign, exponent, separators or spaces. Raises
-    InvalidRequest naming `param`.
+    ASCII digits with at most one point and six decimals, more than zero and at most
+    MAX_ENTRY_USD. No sign, exponent, separators or spaces. Raises InvalidRequest naming `param`.
     """
     match = _USD_TEXT.fullmatch(text)
     if match is None:
@@ -75,9 +74,38 @@ def parse_usd(text: str, *, param: str = "amount_usd", zero_ok: bool = False) ->
             code="invalid_amount",
         )
     micros = int(match["whole"]) * MICROS_PER_USD + int((match["frac"] or "").ljust(6, "0"))
-    if micros < (0 if zero_ok else 1) or micros > MAX_ENTRY_MICROS:
+    if micros <= 0 or micros > MAX_ENTRY_MICROS:
         raise InvalidRequest(
-            f"The amount must be {'at least' if zero_ok else 'more than'} 0 and at most {MAX_ENTRY_USD} USD.",
+            f"The amount must be more than 0 and at most {MAX_ENTRY_USD} USD.",
+            param=param,
+            code="invalid_amount",
+        )
+    return micros
+
+
+# Prices are USD per 1M tokens. The dearest public model today is a few hundred dollars per 1M
+# output tokens; MAX_PRICE_USD_PER_1M leaves room and keeps every cost far inside 64-bit integers.
+MAX_PRICE_USD_PER_1M = 10_000
+MAX_PRICE_MICROS_PER_1M = MAX_PRICE_USD_PER_1M * MICROS_PER_USD
+# No balance may grow past this (many $1M credits would otherwise overflow a 64-bit column).
+MAX_BALANCE_USD = 1_000_000_000
+MAX_BALANCE_MICROS = MAX_BALANCE_USD * MICROS_PER_USD
+
+
+def parse_price_per_1m(text: str, *, param: str) -> int:
+    """A price in USD per 1M tokens, in micro-dollars per 1M tokens: the grammar of parse_usd;
+    zero (a free model) allowed; at most MAX_PRICE_USD_PER_1M."""
+    match = _USD_TEXT.fullmatch(text)
+    if match is None:
+        raise InvalidRequest(
+            f"Not a price in USD: use digits with at most 6 decimals, e.g. 2.50 (got {text[:32]!r}).",
+            param=param,
+            code="invalid_amount",
+        )
+    micros = int(match["whole"]) * MICROS_PER_USD + int((match["frac"] or "").ljust(6, "0"))
+    if micros > MAX_PRICE_MICROS_PER_1M:
+        raise InvalidRequest(
+            f"A price must be at most {MAX_PRICE_USD_PER_1M} USD per 1M tokens.",
             param=param,
             code="invalid_amount",
         )

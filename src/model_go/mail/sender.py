@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from model_go.mail.smtp import SmtpMailer
 from model_go.storage import outbox_repo as outbox
@@ -15,13 +16,21 @@ from model_go.storage import outbox_repo as outbox
 log = logging.getLogger("model_go.mail")
 
 
+Render = Callable[[AsyncConnection, outbox.Claimed], Awaitable[str | None]]
+
+
 class OutboxSender:
-    def __init__(self, engine: AsyncEngine, mailer: SmtpMailer) -> None:
+    def __init__(
+        self, engine: AsyncEngine, mailer: SmtpMailer, unsent_ttl: timedelta = timedelta(hours=24)
+    ) -> None:
         self.engine = engine
         self.mailer = mailer
+        self.unsent_ttl = unsent_ttl
         self.wakeup = asyncio.Event()
         # work to run before each pass (the policy mailing resumes here); set by the owner
         self.before_pass: Callable[[], Awaitable[None]] | None = None
+        # the body as sent (links get their token here, accounts/mail_links.py); None: nothing to send
+        self.render: Render | None = None
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -33,6 +42,8 @@ class OutboxSender:
             try:
                 if self.before_pass is not None:
                     await self.before_pass()
+                async with self.engine.begin() as conn:
+                    await outbox.expire_unsent(conn, self.unsent_ttl)
                 if self.mailer.configured:
                     await self.send_due()
             except Exception:
@@ -55,9 +66,14 @@ class OutboxSender:
     async def _send_one(self, mail_id: int) -> int:
         async with self.engine.begin() as conn:
             claimed = await outbox.claim(conn, mail_id)
-        if claimed is None:
+            if claimed is None:
+                return 0
+            body = claimed.body if self.render is None else await self.render(conn, claimed)
+        if body is None:
+            async with self.engine.begin() as conn:
+                await outbox.mark_sent(conn, mail_id)  # nothing to send: forgotten like a sent mail
             return 0
-        to, subject, body = claimed
+        to, subject = claimed.to, claimed.subject
         try:
             await self.mailer.send(to, subject, body)
         except Exception as exc:

@@ -31,6 +31,27 @@ def verify_email(public_url: str, username: str, token: str) -> Mail:
     return Mail("verify_email", "Confirm your email address", body)
 
 
+def signup_with_your_address(public_url: str) -> Mail:
+    body = (
+        "Hello,\n\n"
+        "Someone tried to create a model-go account with this email address, which already has one.\n"
+        "If it was you, sign in instead, or reset your password if you forgot it:\n\n"
+        f"{public_url.rstrip('/')}/login\n\n"
+        "If it was not you, ignore this mail: nothing was changed.\n" + SIGNATURE
+    )
+    return Mail("signup_existing", "Someone tried to sign up with your address", body)
+
+
+def address_in_use(public_url: str) -> Mail:
+    body = (
+        "Hello,\n\n"
+        "Someone asked to move another model-go account to this email address, which already\n"
+        "belongs to your account. Nothing was changed. If you want to use this address elsewhere,\n"
+        f"change it in your own account first: {public_url.rstrip('/')}/account\n" + SIGNATURE
+    )
+    return Mail("email_in_use", "Your email address was entered for another account", body)
+
+
 def confirm_new_email(public_url: str, username: str, token: str) -> Mail:
     body = (
         f"Hello {username},\n\n"
@@ -82,9 +103,10 @@ def account_deleted(username: str) -> Mail:
     return Mail("account_deleted", "Your account has been deleted", body)
 
 
-def new_ticket_for_staff(public_url: str, ticket_id: int, username: str) -> Mail:
+def new_ticket_for_staff(public_url: str, ticket_id: int) -> Mail:
+    # by number only: a queued staff mail must not name a customer who may delete their account
     body = (
-        f"{username} opened support ticket #{ticket_id}.\n\n"
+        f"Support ticket #{ticket_id} was opened.\n\n"
         f"Read and answer it in the admin dashboard: {public_url.rstrip('/')}/admin/tickets/{ticket_id}\n"
         + SIGNATURE
     )

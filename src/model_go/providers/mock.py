@@ -133,7 +133,8 @@ class MockProvider(OpenAIProvider):
 
     def respond_embeddings(self, call: Call) -> bytes:
         raw_input = call.body.get("input")
-        inputs = raw_input if isinstance(raw_input, list) else [raw_input]
+        one_token_array = isinstance(raw_input, list) and all(isinstance(v, int) for v in raw_input)
+        inputs = raw_input if isinstance(raw_input, list) and not one_token_array else [raw_input]
         data = []
         tokens = 0
         for index, item in enumerate(inputs):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 Headers = list[tuple[bytes, bytes]]
+log = logging.getLogger("model_go.relay")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,12 @@ class Attempt:
             if not self.ctx.outcome.delivered:
                 health.failed(channel, model, self.admission, exc, self.policy)
             raise
+        except Exception as exc:
+            # anything else (e.g. a header the HTTP client refuses) is still this attempt failing
+            error = unexpected_failure(self.ctx.request_id, channel, exc)
+            if not self.ctx.outcome.delivered:
+                health.failed(channel, model, self.admission, error, self.policy)
+            raise error from None
         except BaseException:
             health.release(channel, model, self.admission)  # client gone or shutdown: no verdict
             raise
@@ -183,6 +191,15 @@ class Attempt:
             watcher.cancel()
             # also on cancellation (client gone): bill what was generated so far
             outcome.generated(translator.usage, translator.completion_chars)
+
+
+def unexpected_failure(request_id: str, channel: Channel, exc: Exception) -> UpstreamError:
+    """An attempt that failed in an unforeseen way, as the upstream error it counts as. Logged by
+    the exception's type only: its text or traceback could hold the channel key or the prompt."""
+    log.error(
+        "%s attempt on channel %s failed unexpectedly: %s", request_id, channel.name, type(exc).__name__
+    )
+    return UpstreamError("The request to the upstream provider failed.", code="upstream_request_failed")
 
 
 class _StreamRelay:

@@ -13,6 +13,7 @@ from model_go.errors import GatewayError
 from model_go.providers import REGISTRY
 from model_go.providers.base import Channel
 from model_go.relay import forward
+from model_go.relay.attempt import unexpected_failure
 from model_go.relay.demo_upstream import LocalTransport
 from model_go.wire.canonical import Call
 
@@ -51,6 +52,9 @@ async def check(channel: Channel, model: str, connect_timeout: float, read_timeo
             provider.chat_response(call, body)  # a 200 the translator cannot read is a failure too
     except GatewayError as exc:  # forward maps timeouts and broken connections to these too
         return CheckResult(model, False, status, _ms(started), exc)
+    except Exception as exc:  # e.g. a stored key the HTTP client refuses to put in a header
+        error = unexpected_failure("channel test", channel, exc)
+        return CheckResult(model, False, status, _ms(started), error)
     return CheckResult(model, True, status, _ms(started))
 
 

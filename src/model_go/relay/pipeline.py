@@ -267,6 +267,9 @@ class Relay:
         except GatewayError as exc:
             ctx.outcome.failed(exc)
             raise
+        except Exception:
+            ctx.outcome.failed(GatewayError())  # the usage row says what the client got: a 500
+            raise
         finally:
             self._settle(ctx, res)
 

@@ -124,6 +124,50 @@ def parse_model_map(items: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
+MAX_PRIORITY = 1_000_000  # |priority|; plenty of levels, far inside every database's integer
+MAX_WEIGHT = 1_000_000
+
+
+def check_header_safe(value: str, *, param: str, what: str) -> None:
+    """A value that ends up in an upstream request's URL or headers: no control characters (a
+    trailing newline in a pasted key made every attempt fail) and no surrounding spaces."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value) or value != value.strip():
+        raise InvalidRequest(
+            f"the {what} must not contain control characters (such as a trailing newline) or"
+            " surrounding spaces",
+            param=param,
+            code="invalid_value",
+        )
+
+
+def check_settings(
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    models: Iterable[str] = (),
+    model_map: Mapping[str, str] | None = None,
+    priority: int | None = None,
+    weight: int | None = None,
+) -> None:
+    """Validate the header- and URL-bound settings and the routing numbers of a channel."""
+    if api_key:
+        check_header_safe(api_key, param="api_key", what="API key")
+    if base_url:
+        check_header_safe(base_url, param="base_url", what="base URL")
+    for name in [*models, *(model_map or {}).keys(), *(model_map or {}).values()]:
+        check_header_safe(name, param="models", what="model name")
+    if priority is not None and abs(priority) > MAX_PRIORITY:
+        raise InvalidRequest(
+            f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}",
+            param="priority",
+            code="invalid_value",
+        )
+    if weight is not None and not 1 <= weight <= MAX_WEIGHT:
+        raise InvalidRequest(
+            f"weight must be between 1 and {MAX_WEIGHT}", param="weight", code="invalid_value"
+        )
+
+
 def check_provider(provider: str) -> None:
     if provider not in REGISTRY:
         raise InvalidRequest(
@@ -161,6 +205,14 @@ async def add(
     """Add a channel. A vendor preset supplies its base URL when none is given, and refuses a
     channel without a key when the vendor needs one."""
     check_provider(provider)
+    check_settings(
+        api_key=api_key,
+        base_url=base_url,
+        models=models,
+        model_map=model_map,
+        priority=priority,
+        weight=weight,
+    )
     preset = PRESETS.get(provider)
     base_url = base_url or (preset.base_url if preset else "")
     check_base_url(provider, base_url)
@@ -211,6 +263,14 @@ async def edit(
     conn: AsyncConnection, keyring: KeyRing, channel_id: int, changes: ChannelChanges
 ) -> ChannelView:
     """Change the given fields of a channel; a new base URL is checked against its provider."""
+    check_settings(
+        api_key=changes.api_key,
+        base_url=changes.base_url,
+        models=changes.models or (),
+        model_map=changes.model_map,
+        priority=changes.priority,
+        weight=changes.weight,
+    )
     current = await row_by_id(conn, channel_id)
     if changes.base_url is not None:
         check_base_url(current.provider, changes.base_url)

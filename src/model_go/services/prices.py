@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from model_go.billing.money import parse_usd
+from model_go.billing.money import parse_price_per_1m
 from model_go.errors import InvalidRequest
 from model_go.storage import repo
 
@@ -72,7 +72,7 @@ def _tokens(value: int | None, param: str) -> int | None:
 
 
 def _usd(value: str | None, param: str) -> int | None:
-    return None if value is None else parse_usd(value, param=param, zero_ok=True)
+    return None if value is None else parse_price_per_1m(value, param=param)
 
 
 async def set_price(conn: AsyncConnection, model: str, terms: PriceTerms) -> PriceView:

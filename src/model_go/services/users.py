@@ -10,7 +10,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.accounts import sessions
-from model_go.billing.money import usd_to_micros
+from model_go.billing.money import MAX_BALANCE_MICROS, MAX_BALANCE_USD, parse_usd
 from model_go.errors import InvalidRequest, NotFound
 from model_go.passwords import hash_password
 from model_go.storage import repo
@@ -92,14 +92,6 @@ async def set_disabled(
     return await find(conn, user_id=user.id)
 
 
-def parse_usd(text: str, param: str) -> int:
-    """A USD amount written as text ("12.50") in micro-dollars."""
-    try:
-        return usd_to_micros(text)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc), param=param, code="invalid_value") from None
-
-
 async def credit(
     conn: AsyncConnection,
     amount_usd: str,
@@ -109,10 +101,12 @@ async def credit(
     note: str | None = None,
 ) -> Credited:
     """Add credit to a balance, recorded on the ledger."""
-    amount = parse_usd(amount_usd, "amount_usd")
-    if amount <= 0:
-        raise InvalidRequest("the amount must be positive", param="amount_usd", code="invalid_value")
+    amount = parse_usd(amount_usd, param="amount_usd")
     user = await find(conn, user_id=user_id, username=username)
+    if int(user.balance_micros) + amount > MAX_BALANCE_MICROS:
+        raise InvalidRequest(
+            f"A balance may not exceed {MAX_BALANCE_USD} USD.", param="amount_usd", code="balance_limit"
+        )
     balance = await repo.add_credit(conn, user.id, amount, note=note)
     return Credited(user_id=user.id, username=user.username, amount_micros=amount, balance_micros=balance)
 

@@ -21,7 +21,7 @@ from model_go.storage.billing_tables import (
     stripe_events,
     stripe_refunds,
 )
-from model_go.storage.repo import RepoError, bump_version
+from model_go.storage.repo import RepoError, bump_version, checked_balance
 from model_go.storage.tables import ledger, usage_logs, users, utcnow
 
 
@@ -61,6 +61,7 @@ async def post_entry(
     )
     if new_balance is None:
         raise RepoError(f"no such user id: {user_id}")
+    checked_balance(new_balance)
     await bump_version(conn)
     return int(new_balance)
 

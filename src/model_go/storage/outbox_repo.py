@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import NamedTuple
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -12,6 +13,14 @@ from model_go.storage.tables import utcnow
 
 MAX_ATTEMPTS = 8
 LEASE = timedelta(minutes=2)
+
+
+class Claimed(NamedTuple):
+    to: str
+    subject: str
+    body: str
+    kind: str
+    user_id: int | None
 
 
 async def enqueue(
@@ -51,8 +60,8 @@ async def due(conn: AsyncConnection, limit: int = 50) -> list[int]:
     return [int(row.id) for row in await conn.execute(query)]
 
 
-async def claim(conn: AsyncConnection, mail_id: int) -> tuple[str, str, str] | None:
-    """Take a lease on one pending row (so two replicas never send it together); its (to, subject, body)."""
+async def claim(conn: AsyncConnection, mail_id: int) -> Claimed | None:
+    """Take a lease on one pending row (so two replicas never send it together)."""
     now = utcnow()
     result = await conn.execute(
         update(mail_outbox)
@@ -67,14 +76,18 @@ async def claim(conn: AsyncConnection, mail_id: int) -> tuple[str, str, str] | N
         return None
     row = (
         await conn.execute(
-            select(mail_outbox.c.to_addr, mail_outbox.c.subject, mail_outbox.c.body).where(
-                mail_outbox.c.id == mail_id
-            )
+            select(
+                mail_outbox.c.to_addr,
+                mail_outbox.c.subject,
+                mail_outbox.c.body,
+                mail_outbox.c.kind,
+                mail_outbox.c.user_id,
+            ).where(mail_outbox.c.id == mail_id)
         )
     ).first()
     if row is None or row.body is None:
         return None
-    return row.to_addr, row.subject, row.body
+    return Claimed(row.to_addr, row.subject, row.body, row.kind, row.user_id)
 
 
 async def mark_sent(conn: AsyncConnection, mail_id: int) -> None:
@@ -126,5 +139,14 @@ async def purge_finished(conn: AsyncConnection, older_than: timedelta) -> int:
         delete(mail_outbox).where(
             and_(mail_outbox.c.status.in_(("sent", "failed")), mail_outbox.c.created_at < cutoff)
         )
+    )
+    return int(result.rowcount or 0)
+
+
+async def expire_unsent(conn: AsyncConnection, older_than: timedelta) -> int:
+    """Drop mail still queued after `older_than` (no SMTP server, or it kept failing)."""
+    cutoff = utcnow() - older_than
+    result = await conn.execute(
+        delete(mail_outbox).where(mail_outbox.c.status == "pending", mail_outbox.c.created_at < cutoff)
     )
     return int(result.rowcount or 0)

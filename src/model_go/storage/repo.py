@@ -39,6 +39,18 @@ class RepoError(Exception):
     """A request the data cannot satisfy (duplicate name, unknown user, bad value)."""
 
 
+# Far below 2**63, where SQLite would turn a balance into a float: the last guard against overflow
+# (services refuse amounts and balances long before, billing/money.py).
+BALANCE_LIMIT_MICROS = 2**62
+
+
+def checked_balance(value: object) -> int:
+    """A balance just written, refused (the transaction rolls back) if it left the safe range."""
+    if not isinstance(value, int) or abs(value) > BALANCE_LIMIT_MICROS:
+        raise RepoError("that would take the balance out of range")
+    return value
+
+
 @dataclass(frozen=True)
 class NewKey:
     id: int
@@ -125,6 +137,7 @@ async def add_credit(conn: AsyncConnection, user_id: int, amount_micros: int, *,
     )
     if new_balance is None:
         raise RepoError(f"no such user id: {user_id}")
+    checked_balance(new_balance)
     await conn.execute(
         insert(ledger).values(
             user_id=user_id,

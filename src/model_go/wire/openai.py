@@ -8,31 +8,8 @@ from typing import Any
 import orjson
 
 from model_go.errors import InvalidRequest
+from model_go.wire import redirects
 from model_go.wire.canonical import ChatRequest
-
-# Fields that would point a request somewhere else or swap its credentials. Refused anywhere in
-# the body (LiteLLM's SSRF came in through nested `user_config`), except inside user content.
-REDIRECT_FIELDS = frozenset(
-    {
-        "api_base",
-        "base_url",
-        "api_key",
-        "api_version",
-        "azure_endpoint",
-        "azure_ad_token",
-        "endpoint",
-        "organization",
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "aws_session_token",
-        "vertex_credentials",
-        "custom_llm_provider",
-        "proxy",
-        "url",
-    }
-)
-# Subtrees that hold the user's own content (prompts, tool JSON schemas): any key may appear there.
-CONTENT_FIELDS = frozenset({"messages", "tools", "functions", "response_format", "input", "prediction"})
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -47,27 +24,8 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    redirects.refuse_duplicate_keys(raw, body)
     return body
-
-
-def _refuse_redirects(value: Any, path: str, depth: int = 0) -> None:
-    if depth > 32:
-        raise InvalidRequest("The request body is nested too deeply.", param=path)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
-            if key in REDIRECT_FIELDS:
-                raise InvalidRequest(
-                    f"The field '{here}' is not allowed: model-go chooses the upstream.",
-                    param=here,
-                    code="forbidden_field",
-                )
-            if depth == 0 and key in CONTENT_FIELDS:
-                continue
-            _refuse_redirects(item, here, depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _refuse_redirects(item, f"{path}[{index}]", depth + 1)
 
 
 def _optional_int(body: dict[str, Any], name: str, *, minimum: int) -> int | None:
@@ -112,28 +70,35 @@ def validate_chat(body: dict[str, Any]) -> ChatRequest:
     n = _optional_int(body, "n", minimum=1) or 1
     if n > 128:
         raise InvalidRequest("'n' must be at most 128.", param="n")
-    _refuse_redirects(body, "")
+    redirects.refuse_upstream_redirection(body, redirects.OPENAI)
     return ChatRequest(model, stream, wants_usage, max_out, n)
+
+
+def _token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
+
+
+def embedding_inputs_ok(value: Any) -> bool:
+    """OpenAI's four forms: a string, strings, one token array, token arrays; never a mix."""
+    if isinstance(value, str):
+        return True
+    if not isinstance(value, list) or not value:
+        return False
+    if all(isinstance(v, str) for v in value) or all(_token(v) for v in value):
+        return True
+    return all(isinstance(v, list) and v and all(_token(t) for t in v) for v in value)
 
 
 def validate_embeddings(body: dict[str, Any]) -> str:
     """The model of a valid embeddings body (nothing streams, nothing is generated)."""
     model = _model(body)
-    value = body.get("input")
-    ok = isinstance(value, str) or (
-        isinstance(value, list)
-        and value
-        and all(
-            isinstance(v, str | int) or (isinstance(v, list) and all(isinstance(t, int) for t in v))
-            for v in value
-        )
-    )
-    if not ok:
+    if not embedding_inputs_ok(body.get("input")):
         raise InvalidRequest(
-            "'input' must be a string, an array of strings, or an array of token arrays.",
+            "'input' must be a string, an array of strings, an array of tokens (integers), or an"
+            " array of token arrays.",
             param="input",
         )
-    _refuse_redirects(body, "")
+    redirects.refuse_upstream_redirection(body, redirects.OPENAI)
     return model
 
 

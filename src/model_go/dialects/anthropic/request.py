@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from model_go.errors import InvalidRequest
-from model_go.wire.openai import REDIRECT_FIELDS
+from model_go.wire.redirects import ANTHROPIC, refuse_upstream_redirection
 
 # Anthropic features that only an Anthropic upstream could honour and that change what the model
 # does (or make the upstream fetch a URL): refused rather than silently dropped.
@@ -262,14 +262,10 @@ def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
 
 def _refuse(body: dict[str, Any]) -> None:
     for name in body:
-        if name in REDIRECT_FIELDS:
-            raise InvalidRequest(
-                f"The field '{name}' is not allowed: model-go chooses the upstream.",
-                param=name,
-                code="forbidden_field",
-            )
         if name in UNSUPPORTED_FIELDS:
             raise _bad(f"'{name}' is not supported by model-go.", name)
+    # the client's own body goes upstream on an Anthropic channel: it is what gets filtered
+    refuse_upstream_redirection(body, ANTHROPIC)
 
 
 def canonical_request(body: dict[str, Any]) -> dict[str, Any]:
