@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from model_go.accounts import policy as account_policy
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.accounts.runtime import build as build_accounts
+from model_go.billing.budgets import BudgetTracker
+from model_go.billing.budgets import refresh as refresh_budgets
 from model_go.billing.ledger import InProcessLedger, Ledger
 from model_go.mail.sender import OutboxSender
 from model_go.mail.smtp import SmtpMailer
@@ -55,6 +57,7 @@ class AppState:
     sync_lock: asyncio.Lock
     supervisor: Supervisor = field(default_factory=Supervisor)
     snapshot: Snapshot = field(default_factory=Snapshot)
+    budgets: BudgetTracker = field(default_factory=BudgetTracker)  # keys' spend limits
     ready: bool = False
     # users, sessions, mail and policy versions; built in start() once the database is migrated
     accounts: AccountsRuntime | None = None
@@ -65,6 +68,7 @@ class AppState:
         async with self.sync_lock, self.engine.connect() as conn:
             snapshot, balances = await load(conn, self.keyring)
             self.ledger.refresh(balances)
+            await refresh_budgets(self.budgets, conn)
             self.snapshot = snapshot
 
     async def catch_up(self) -> None:

@@ -223,6 +223,7 @@ class Relay:
             state.limiter.acquire(key.user_id, concurrency)
         try:
             res = state.ledger.reserve(key.user_id, self._reservation(ctx), ctx.request_id)
+            state.budgets.reserve(key.id, res, state.ledger.release)  # the key's budgets (402 when over)
             extra = [(b"x-request-id", ctx.request_id.encode()), *encode_headers(limit_headers)]
             if ctx.dialect is not None:
                 extra.append((b"request-id", extra[0][1]))
@@ -360,6 +361,7 @@ class Relay:
             cached_input_per_1m=price.cached_input_per_1m,
         )
         debit = self.state.ledger.settle(res, cost)
+        self.state.budgets.settle(ctx.key.id, res.request_id, debit.amount if debit else 0)
         self.state.usage.record(_usage_row(ctx, usage, estimated, debit), debit)
 
 

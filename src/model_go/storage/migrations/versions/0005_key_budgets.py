@@ -1,0 +1,48 @@
+"""key budgets: a per-period and a lifetime spend limit per API key; a low-balance threshold per user
+
+Revision ID: 0005
+Revises: 0004
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("budget_micros", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("budget_period", sa.String(length=8), nullable=True))
+        batch_op.add_column(sa.Column("lifetime_budget_micros", sa.BigInteger(), nullable=True))
+        # the spend of usage rows the retention purge removed: the lifetime spend is this plus the
+        # costs of the rows still kept
+        batch_op.add_column(
+            sa.Column("purged_spend_micros", sa.BigInteger(), nullable=False, server_default="0")
+        )
+    with op.batch_alter_table("usage_logs", schema=None) as batch_op:
+        batch_op.create_index("ix_usage_logs_key_created", ["key_id", "created_at"], unique=False)
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("low_balance_micros", sa.BigInteger(), nullable=True))
+        # armed: the balance was at or above the threshold since the last low-balance mail
+        batch_op.add_column(
+            sa.Column("low_balance_armed", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+        batch_op.add_column(sa.Column("low_balance_mailed_at", sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("low_balance_mailed_at")
+        batch_op.drop_column("low_balance_armed")
+        batch_op.drop_column("low_balance_micros")
+    with op.batch_alter_table("usage_logs", schema=None) as batch_op:
+        batch_op.drop_index("ix_usage_logs_key_created")
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.drop_column("purged_spend_micros")
+        batch_op.drop_column("lifetime_budget_micros")
+        batch_op.drop_column("budget_period")
+        batch_op.drop_column("budget_micros")
