@@ -96,13 +96,13 @@ class BudgetChange:
             period = current.budget_period  # a new amount for the period the key has
         if budget is not None and period is None:
             raise InvalidRequest(
-                "A budget needs a period: set budget_period to day, week or month.",
+                "A budget needs a period: day, week or month.",
                 param="budget_period",
                 code="invalid_value",
             )
         if budget is None and period is not None:
             raise InvalidRequest(
-                "A budget period needs an amount: set budget_usd too.",
+                "A budget period needs an amount in USD too.",
                 param="budget_usd",
                 code="invalid_value",
             )
@@ -242,7 +242,7 @@ async def set_budgets(
     _check_may_set_budgets(creator)
     if change.empty:
         raise InvalidRequest(
-            "Nothing to change: give budget_usd with budget_period, or lifetime_budget_usd (null removes).",
+            "Nothing to change: give a budget (with its period) or a lifetime budget; null removes one.",
             code="invalid_value",
         )
     await budgets_repo.set_budget(conn, key_id, change.columns(row))
