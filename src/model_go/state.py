@@ -29,6 +29,7 @@ from model_go.relay.limits import InProcessLimiter, Limiter
 from model_go.relay.policy import Policies
 from model_go.relay.snapshot import Snapshot, load
 from model_go.security import KeyRing
+from model_go.services import low_balance
 from model_go.settings import Settings
 from model_go.storage import repo
 from model_go.storage.db import make_engine, migrate
@@ -136,6 +137,12 @@ def _start_tasks(state: AppState, accounts: AccountsRuntime) -> None:
     )
     supervisor.start("channel-health", state.health_store.run, state.health_store.flush)
     supervisor.start("mail-sender", lambda: accounts.sender.run(settings.mail_poll_seconds))
+    supervisor.start(
+        "low-balance",
+        lambda: low_balance.run(
+            state.engine, settings.low_balance_micros, settings.public_url, settings.low_balance_check_seconds
+        ),
+    )
     supervisor.start(
         "retention",
         lambda: retention.run_daily(
