@@ -13,7 +13,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    false,
 )
 
 # utcnow is re-exported: the usage writer and the relay import it from here
@@ -52,7 +51,7 @@ users = Table(
     # low-balance mail (services/low_balance.py): the user's threshold (NULL: the operator default),
     # armed once the balance is at or above it, disarmed by the one mail sent when it falls below
     Column("low_balance_micros", BigInteger, nullable=True),
-    Column("low_balance_armed", Boolean, nullable=False, default=False, server_default=false()),
+    Column("low_balance_armed", Boolean, nullable=False, default=False, server_default="0"),
     Column("low_balance_mailed_at", UTCDateTime, nullable=True),
 )
 

@@ -27,22 +27,18 @@ def upgrade() -> None:
         batch_op.create_index("ix_usage_logs_key_created", ["key_id", "created_at"], unique=False)
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("low_balance_micros", sa.BigInteger(), nullable=True))
-        # armed: the balance was at or above the threshold since the last low-balance mail
-        batch_op.add_column(
-            sa.Column("low_balance_armed", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+        # armed: the balance was at or above the threshold since the last low-balance mail. A plain
+        # literal default: an expression would make SQLite's batch mode copy and drop `users`.
+        batch_op.add_column(sa.Column("low_balance_armed", sa.Boolean(), nullable=False, server_default="0"))
         batch_op.add_column(sa.Column("low_balance_mailed_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("low_balance_mailed_at")
-        batch_op.drop_column("low_balance_armed")
-        batch_op.drop_column("low_balance_micros")
-    with op.batch_alter_table("usage_logs", schema=None) as batch_op:
-        batch_op.drop_index("ix_usage_logs_key_created")
-    with op.batch_alter_table("api_keys", schema=None) as batch_op:
-        batch_op.drop_column("purged_spend_micros")
-        batch_op.drop_column("lifetime_budget_micros")
-        batch_op.drop_column("budget_period")
-        batch_op.drop_column("budget_micros")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+ and PostgreSQL), not batch mode: on SQLite a batch
+    # drop copies and drops the table, and dropping `users` with foreign keys on would cascade to every
+    # key, ledger entry and usage row.
+    op.drop_index("ix_usage_logs_key_created", table_name="usage_logs")
+    for column in ("low_balance_mailed_at", "low_balance_armed", "low_balance_micros"):
+        op.execute(f"ALTER TABLE users DROP COLUMN {column}")
+    for column in ("purged_spend_micros", "lifetime_budget_micros", "budget_period", "budget_micros"):
+        op.execute(f"ALTER TABLE api_keys DROP COLUMN {column}")
