@@ -91,7 +91,8 @@ def test_one_mail_across_many_requests_and_rearmed_after_a_top_up(low_gw: Gatewa
     assert outbox_count(low_gw, user_id) == 1
 
     # a top-up above the threshold re-arms it; crossing below again sends the second mail
-    assert boss.post(f"/api/admin/users/{user_id}/credit", {"amount_usd": "0.0006"}).status_code == 200  # 475 + 600
+    topup = boss.post(f"/api/admin/users/{user_id}/credit", {"amount_usd": "0.0006"})  # 475 + 600
+    assert topup.status_code == 200
     settle(low_gw)
     assert user.get("/api/billing/low-balance").json()["below"] is False
     assert outbox_count(low_gw, user_id) == 1
