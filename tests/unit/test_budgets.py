@@ -143,3 +143,11 @@ def test_a_refusal_releases_the_ledger_reservation() -> None:
     with pytest.raises(BudgetExceeded):
         t.reserve(1, r, ledger.release)
     assert ledger.account(7).reserved == 0 and ledger.account(7).available == 10_000
+
+
+def test_a_key_revoked_in_flight_leaves_nothing_behind() -> None:
+    t, _ = tracker(KeyBudget(limit=1000, period="day"), datetime(2026, 12, 3, tzinfo=UTC))
+    t.reserve(1, res(300, "a"), lambda r: None)
+    t.configure({}, [])
+    t.settle(1, "a", 100)
+    assert t.spent(1) is None and t.holds == {}

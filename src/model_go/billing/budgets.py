@@ -209,6 +209,8 @@ class BudgetTracker:
     def settle(self, key_id: int, request_id: str, cost: int) -> None:
         """The request ended and cost `cost`: free its hold, count the cost. Once per request."""
         held = self.holds.pop(request_id, None)
+        if held is not None and key_id not in self.spends:
+            return  # revoked while in flight: nothing left to count against
         spend = self._spend(key_id, self.clock())
         if held is not None:
             spend.reserved -= held[1]
