@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -83,6 +84,13 @@ class Settings(BaseSettings):
     stripe_api_base: str = "https://api.stripe.com"
     topup_min_usd: int = Field(default=5, ge=1, le=1_000_000)
     topup_max_usd: int = Field(default=500, ge=1, le=1_000_000)
+    # one mail when a balance falls below this (users may set their own); 0: no mail unless they do
+    low_balance_usd: Decimal = Field(default=Decimal(0), ge=0, le=1_000_000, decimal_places=6)
+    low_balance_check_seconds: float = Field(default=10.0, gt=0)
+
+    @property
+    def low_balance_micros(self) -> int:
+        return int(self.low_balance_usd * 1_000_000)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

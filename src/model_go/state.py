@@ -17,6 +17,8 @@ from model_go.accounts import mail_links
 from model_go.accounts import policy as account_policy
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.accounts.runtime import build as build_accounts
+from model_go.billing.budgets import BudgetTracker
+from model_go.billing.budgets import refresh as refresh_budgets
 from model_go.billing.ledger import InProcessLedger, Ledger
 from model_go.mail.sender import OutboxSender
 from model_go.mail.smtp import SmtpMailer
@@ -30,6 +32,7 @@ from model_go.relay.limits import InProcessLimiter, Limiter
 from model_go.relay.policy import Policies
 from model_go.relay.snapshot import Snapshot, load
 from model_go.security import KeyRing
+from model_go.services import low_balance
 from model_go.settings import Settings
 from model_go.storage import repo
 from model_go.storage.db import make_engine, migrate
@@ -59,6 +62,7 @@ class AppState:
     sync_lock: asyncio.Lock
     supervisor: Supervisor = field(default_factory=Supervisor)
     snapshot: Snapshot = field(default_factory=Snapshot)
+    budgets: BudgetTracker = field(default_factory=BudgetTracker)  # keys' spend limits
     ready: bool = False
     # users, sessions, mail and policy versions; built in start() once the database is migrated
     accounts: AccountsRuntime | None = None
@@ -69,6 +73,7 @@ class AppState:
         async with self.sync_lock, self.engine.connect() as conn:
             snapshot, balances = await load(conn, self.keyring, self.settings.default_max_output_tokens)
             self.ledger.refresh(balances)
+            await refresh_budgets(self.budgets, conn)
             self.snapshot = snapshot
 
     async def catch_up(self) -> None:
@@ -137,6 +142,12 @@ def _start_tasks(state: AppState, accounts: AccountsRuntime) -> None:
     )
     supervisor.start("channel-health", state.health_store.run, state.health_store.flush)
     supervisor.start("mail-sender", lambda: accounts.sender.run(settings.mail_poll_seconds))
+    supervisor.start(
+        "low-balance",
+        lambda: low_balance.run(
+            state.engine, settings.low_balance_micros, settings.public_url, settings.low_balance_check_seconds
+        ),
+    )
     supervisor.start(
         "retention",
         lambda: retention.run_daily(

@@ -10,8 +10,9 @@ import orjson
 
 from model_go.providers.presets import PRESETS
 from model_go.storage import repo
-from tests.api.conftest import Api, admin, unique
+from tests.api.conftest import Api, admin, signup, unique
 from tests.support.gateway import Gateway
+from tests.support.smtp import MailBox
 
 
 def cli_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -150,3 +151,91 @@ def test_user_disable_and_credit_agree(api_gw: Gateway) -> None:
     assert boss.post(f"/api/admin/users/{user_id}/enable").json()["disabled"] is False
     assert boss.post(f"/api/admin/users/{user_id}/disable").json()["disabled"] is True
     assert "disabled" in api_gw.cli("user", "list").stdout
+
+
+BUDGET_COLUMNS = ("budget_micros", "budget_period", "lifetime_budget_micros")
+
+
+def key_budget(gw: Gateway, key_id: int) -> tuple[Any, ...]:
+    row = gw.db(lambda c, _k: repo.key_by_id(c, key_id))
+    return tuple(getattr(row, c) for c in BUDGET_COLUMNS)
+
+
+def test_key_budgets_are_the_same_from_the_cli_the_api_and_the_admin_api(
+    api_gw: Gateway, mailbox: MailBox
+) -> None:
+    boss = admin(api_gw)
+    user = signup(api_gw, mailbox)
+    username = user.user["username"]
+    created = user.post(
+        "/api/keys",
+        {"name": "api", "budget_usd": "5", "budget_period": "day", "lifetime_budget_usd": "20.50"},
+    )
+    assert created.status_code == 201, created.text
+    assert {c: created.json()[c] for c in BUDGET_COLUMNS} == dict(
+        zip(BUDGET_COLUMNS, (5_000_000, "day", 20_500_000), strict=True)
+    )
+    api_gw.cli(
+        "key", "add", username, "--name", "cli", "--budget", "5", "--budget-period", "day",
+        "--lifetime-budget", "20.50",
+    )  # fmt: skip
+    by_name = {k["name"]: k["id"] for k in user.get("/api/keys").json()}
+    assert (
+        key_budget(api_gw, by_name["cli"])
+        == key_budget(api_gw, by_name["api"])
+        == (5_000_000, "day", 20_500_000)
+    )
+
+    # changed: the user's PATCH, the admin's PATCH and `key budget` write the same thing
+    patched = user.call(
+        "PATCH", f"/api/keys/{by_name['api']}", json={"budget_usd": "7", "lifetime_budget_usd": None}
+    )
+    assert patched.status_code == 200, patched.text
+    api_gw.cli("key", "budget", str(by_name["cli"]), "--budget", "7", "--clear-lifetime-budget")
+    assert (
+        key_budget(api_gw, by_name["cli"]) == key_budget(api_gw, by_name["api"]) == (7_000_000, "day", None)
+    )
+    resp = boss.call("PATCH", f"/api/admin/keys/{by_name['api']}", json={"budget_period": "month"})
+    assert resp.status_code == 200 and resp.json()["budget_period"] == "month"
+    api_gw.cli("key", "budget", str(by_name["cli"]), "--budget-period", "month")
+    assert (
+        key_budget(api_gw, by_name["cli"]) == key_budget(api_gw, by_name["api"]) == (7_000_000, "month", None)
+    )
+    listed = boss.get(f"/api/admin/users/{user.user['id']}/keys").json()
+    assert {k["name"]: k["budget_period"] for k in listed} == {"api": "month", "cli": "month"}
+
+    # the same refusals, in the API's own shape and on one CLI line
+    key_id = by_name["api"]
+    path = f"/api/admin/keys/{key_id}"
+    for cli_args, body, param in (
+        (["--budget", "abc"], {"budget_usd": "abc"}, "budget_usd"),
+        (["--budget", "-5"], {"budget_usd": "-5"}, "budget_usd"),
+        (["--lifetime-budget", "1.0000001"], {"lifetime_budget_usd": "1.0000001"}, "lifetime_budget_usd"),
+        (["--budget-period", "year"], {"budget_period": "year"}, "budget_period"),
+    ):
+        message = refused_both(boss, api_gw, ["key", "budget", str(key_id), *cli_args], "PATCH", path, body)
+        assert boss.call("PATCH", path, json=body).json()["error"]["param"] == param, message
+    plain = user.post("/api/keys", {"name": "plain"}).json()["id"]
+    message = refused_both(boss, api_gw, ["key", "budget", str(plain), "--budget", "1"], "PATCH",
+                           f"/api/admin/keys/{plain}", {"budget_usd": "1"})  # fmt: skip
+    assert "needs a period" in message
+    nothing = api_error(user.call("PATCH", f"/api/keys/{plain}", json={}))
+    assert "Nothing to change" in nothing["message"]
+    wrong_type = api_error(user.call("PATCH", f"/api/keys/{plain}", json={"budget_usd": 5}), status=400)
+    assert wrong_type["param"] == "budget_usd"
+    # another user's key is not found, and the key-side limits hold
+    other = signup(api_gw, mailbox)
+    assert api_error(other.call("PATCH", f"/api/keys/{plain}", json={"budget_usd": None}), status=404)
+    secret = created.json()["secret"]
+    by_key = httpx.post(
+        api_gw.base_url + "/api/keys",
+        json={"name": "escape"},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert api_error(by_key, status=403)["code"] == "key_rights_exceeded"
+
+    # the export carries the budgets and the low-balance threshold
+    assert user.call("PUT", "/api/billing/low-balance", json={"low_balance_usd": "2"}).status_code == 200
+    data = user.get("/api/me/export").json()
+    assert {k["name"]: k["budget_micros"] for k in data["api_keys"]}["api"] == 7_000_000
+    assert data["profile"]["low_balance_micros"] == 2_000_000

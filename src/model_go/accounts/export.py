@@ -26,6 +26,9 @@ def key_view(row: Any) -> dict[str, Any]:
         "created_at": row.created_at,
         "expires_at": row.expires_at,
         "revoked_at": row.revoked_at,
+        "budget_micros": row.budget_micros,
+        "budget_period": row.budget_period,
+        "lifetime_budget_micros": row.lifetime_budget_micros,
     }
 
 
@@ -84,6 +87,8 @@ async def build(conn: AsyncConnection, user_id: int, retention_days: int) -> dic
         policy_accepted_at=row.policy_accepted_at,
         marketing_updated_at=row.marketing_updated_at,
         email_verified_at=row.email_verified_at,
+        low_balance_micros=row.low_balance_micros,  # None: the operator's default applies
+        low_balance_mailed_at=row.low_balance_mailed_at,
     )
     consents = [
         {"kind": c.kind, "granted": c.granted, "policy_version": c.policy_version, "at": c.created_at}

@@ -12,11 +12,22 @@ from model_go.accounts import policy, tickets
 from model_go.accounts import users as user_store
 from model_go.api import channel_probe
 from model_go.api.deps import AdminUser, PathId, RuntimeDep, StateDep
-from model_go.api.schemas import ChannelIn, ChannelPatch, CreditIn, MessageIn, Page, PolicyIn, PriceIn
+from model_go.api.keys_routes import budget_change
+from model_go.api.schemas import (
+    ChannelIn,
+    ChannelPatch,
+    CreditIn,
+    KeyBudgetIn,
+    KeyOut,
+    MessageIn,
+    Page,
+    PolicyIn,
+    PriceIn,
+)
 from model_go.api.usage_routes import PageNo, PageSize
 from model_go.billing.money import micros_to_usd
 from model_go.errors import Conflict
-from model_go.services import channels, prices, usage, users
+from model_go.services import channels, keys, prices, usage, users
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -68,6 +79,26 @@ async def credit_user(user_id: PathId, body: CreditIn, admin: AdminUser, state: 
         "balance_micros": done.balance_micros,
         "balance_usd": micros_to_usd(done.balance_micros),
     }
+
+
+@router.get("/users/{user_id}/keys", response_model=list[KeyOut])
+async def list_user_keys(user_id: int, admin: AdminUser, state: StateDep) -> list[dict[str, Any]]:
+    """A user's API keys (prefixes only), with their budgets."""
+    async with state.engine.connect() as conn:
+        await users.find(conn, user_id=user_id)
+        return [dataclasses.asdict(key) for key in await keys.list_for(conn, user_id)]
+
+
+@router.patch("/keys/{key_id}", response_model=KeyOut)
+async def set_key_budgets(
+    key_id: int, body: KeyBudgetIn, admin: AdminUser, state: StateDep
+) -> dict[str, Any]:
+    """Set, change or remove any key's budgets (only the fields sent change; null removes)."""
+    async with state.engine.begin() as conn:
+        key = await keys.set_budgets(
+            conn, key_id, budget_change(body, body.model_fields_set), creator=admin.key
+        )
+    return dataclasses.asdict(key)
 
 
 def _channel_view(channel: channels.ChannelView) -> dict[str, Any]:

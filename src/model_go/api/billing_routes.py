@@ -15,7 +15,7 @@ from model_go.api.schemas import Strict
 from model_go.billing import payments as stripe_api
 from model_go.billing.money import micros_to_usd, parse_usd
 from model_go.errors import GatewayError, InvalidRequest
-from model_go.services import billing, codes, payments
+from model_go.services import billing, codes, low_balance, payments
 from model_go.settings import Settings
 
 log = logging.getLogger("model_go.payments")
@@ -44,6 +44,14 @@ class CodeBatchIn(Strict):
     )
     expires_at: datetime | None = None
     note: str | None = Field(default=None, max_length=255)
+
+
+class LowBalanceIn(Strict):
+    low_balance_usd: str | None = Field(
+        max_length=32,
+        description='Mail me once when my balance falls below this many USD ("5.00"); "0": never;'
+        " null: the operator's default.",
+    )
 
 
 class WebhookRefused(GatewayError):
@@ -82,6 +90,25 @@ async def list_topups(principal: CurrentUser, state: StateDep) -> dict[str, Any]
         "max_usd": micros_to_usd(bounds.max_micros),
         "items": await payments.list_topups(state.engine, principal.id),
     }
+
+
+@router.get("/billing/low-balance")
+async def get_low_balance(principal: CurrentUser, state: StateDep) -> dict[str, Any]:
+    """The low-balance threshold in force (the user's, else the operator's) and whether the balance is
+    below it (the dashboard's reminder)."""
+    async with state.engine.connect() as conn:
+        found = await low_balance.view(conn, principal.id, state.settings.low_balance_micros)
+    return found.as_dict()
+
+
+@router.put("/billing/low-balance")
+async def set_low_balance(body: LowBalanceIn, principal: CurrentUser, state: StateDep) -> dict[str, Any]:
+    """Set the balance below which one reminder mail is sent (again after the balance rises above it)."""
+    async with state.engine.begin() as conn:
+        found = await low_balance.set_threshold(
+            conn, principal.id, body.low_balance_usd, state.settings.low_balance_micros
+        )
+    return found.as_dict()
 
 
 @router.post("/billing/checkout", status_code=status.HTTP_201_CREATED)

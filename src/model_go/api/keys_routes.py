@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from model_go.api.deps import CurrentUser, PathId, StateDep
-from model_go.api.schemas import KeyIn, KeyOut, NewKeyOut
+from model_go.api.schemas import KeyBudgetIn, KeyIn, KeyOut, NewKeyOut
 from model_go.services import keys
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
@@ -34,8 +34,37 @@ async def create_key(body: KeyIn, principal: CurrentUser, state: StateDep) -> di
             models=body.models,
             expires_at=body.expires_at,
             creator=principal.key,
+            budgets=budget_change(body, body.model_fields_set),
         )
     return {**dataclasses.asdict(new.key), "secret": new.secret}
+
+
+def budget_change(body: KeyIn | KeyBudgetIn, sent: set[str]) -> keys.BudgetChange:
+    """The budget fields the client sent (null: remove); those it left out stay as they are."""
+    return keys.BudgetChange(
+        **{
+            name: getattr(body, name)
+            for name in ("budget_usd", "budget_period", "lifetime_budget_usd")
+            if name in sent
+        }
+    )
+
+
+@router.patch("/{key_id}", response_model=KeyOut)
+async def set_key_budgets(
+    key_id: int, body: KeyBudgetIn, principal: CurrentUser, state: StateDep
+) -> dict[str, Any]:
+    """Set, change or remove a key's budgets (per day, week or month, and lifetime); the API applies
+    them within a second. A request made with a key that has a budget cannot change budgets."""
+    async with state.engine.begin() as conn:
+        key = await keys.set_budgets(
+            conn,
+            key_id,
+            budget_change(body, body.model_fields_set),
+            owner_id=principal.id,
+            creator=principal.key,
+        )
+    return dataclasses.asdict(key)
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)

@@ -65,10 +65,26 @@ class PolicyAcceptIn(Strict):
     version: str = Field(max_length=32)
 
 
+BUDGET_USD = 'Spend limit in USD per budget_period, as a string ("5.00"); null: none.'
+BUDGET_PERIOD = "day, week or month (UTC; weeks start on Monday)."
+LIFETIME_USD = 'Spend limit in USD over the key\'s whole life, as a string ("20.00"); null: none.'
+
+
 class KeyIn(Strict):
     name: str = Field(default="", max_length=128)
     models: list[str] | None = Field(default=None, max_length=100, description="Allowed models; null = all.")
     expires_at: datetime | None = None
+    budget_usd: str | None = Field(default=None, max_length=32, description=BUDGET_USD)
+    budget_period: str | None = Field(default=None, max_length=16, description=BUDGET_PERIOD)
+    lifetime_budget_usd: str | None = Field(default=None, max_length=32, description=LIFETIME_USD)
+
+
+class KeyBudgetIn(Strict):
+    """Only the fields sent change; null removes a budget (a null budget_usd removes its period too)."""
+
+    budget_usd: str | None = Field(default=None, max_length=32, description=BUDGET_USD)
+    budget_period: str | None = Field(default=None, max_length=16, description=BUDGET_PERIOD)
+    lifetime_budget_usd: str | None = Field(default=None, max_length=32, description=LIFETIME_USD)
 
 
 class TicketIn(Strict):
@@ -178,6 +194,9 @@ class KeyOut(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    budget_micros: int | None
+    budget_period: str | None
+    lifetime_budget_micros: int | None
 
 
 class NewKeyOut(KeyOut):

@@ -132,3 +132,15 @@ def policy_update(public_url: str, username: str, version: str, effective_date: 
         "personal data and keep only de-identified billing records.\n" + SIGNATURE
     )
     return Mail("policy_update", "Our privacy policy has changed", body)
+
+
+def low_balance(public_url: str, username: str, balance_usd: str, threshold_usd: str) -> Mail:
+    body = (
+        f"Hello {username},\n\n"
+        f"Your model-go balance is {balance_usd} USD, below the {threshold_usd} USD you asked to be told\n"
+        "about. When it runs out, your API keys are refused until you top up:\n\n"
+        f"{public_url.rstrip('/')}/billing\n\n"
+        "This is the only mail until your balance is above that amount again. Change the amount or\n"
+        "turn these mails off on the billing page.\n" + SIGNATURE
+    )
+    return Mail("low_balance", "Your model-go balance is low", body)

@@ -252,6 +252,7 @@ class Relay:
         """The reservation, the attempts, and the settlement in `finally`."""
         try:
             res = self._reserve(ctx)
+            self.state.budgets.reserve(ctx.key.id, res, self.state.ledger.release)  # 402 when over
         except GatewayError as exc:
             ctx.outcome.failed(exc)
             raise
@@ -420,6 +421,7 @@ class Relay:
         cost = ctx.cost(usage)
         debit = self.state.ledger.settle(res, cost)
         ctx.outcome.billed(debit.amount if debit is not None else 0)
+        self.state.budgets.settle(ctx.key.id, res.request_id, debit.amount if debit else 0)
         overrun = max(cost - res.amount, 0) if debit is not None else 0
         if overrun:
             # an upstream that ignored the output cap: billed in full, and the operator should know

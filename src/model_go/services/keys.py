@@ -1,4 +1,5 @@
-"""API keys: create (model list, expiry, no escalation, a cap per user), list, revoke."""
+"""API keys: create (model list, expiry, budgets, no escalation, a cap per user), list, set budgets,
+revoke."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import orjson
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from model_go.billing.budgets import PERIODS
+from model_go.billing.money import parse_usd
 from model_go.errors import InvalidRequest, NotFound, PermissionDenied
 from model_go.security import KeyRing
-from model_go.storage import repo
+from model_go.storage import budgets_repo, repo
 
 MAX_ACTIVE_KEYS = 100
 
@@ -29,6 +32,9 @@ class KeyView:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    budget_micros: int | None  # the spend limit per budget_period; None: no such limit
+    budget_period: str | None  # day | week | month (UTC; weeks start on Monday)
+    lifetime_budget_micros: int | None
 
     @classmethod
     def of(cls, row: Row[Any]) -> KeyView:
@@ -40,6 +46,89 @@ class KeyView:
             created_at=row.created_at,
             expires_at=row.expires_at,
             revoked_at=row.revoked_at,
+            budget_micros=row.budget_micros,
+            budget_period=row.budget_period if row.budget_micros is not None else None,
+            lifetime_budget_micros=row.lifetime_budget_micros,
+        )
+
+
+class Unset:
+    """A budget field the caller did not mention: left as it is (None clears it)."""
+
+
+UNSET = Unset()
+
+
+@dataclass(frozen=True)
+class BudgetChange:
+    """Budgets as typed by a person (USD strings); UNSET: leave as is, None: remove."""
+
+    budget_usd: str | Unset | None = UNSET
+    budget_period: str | Unset | None = UNSET
+    lifetime_budget_usd: str | Unset | None = UNSET
+
+    @property
+    def empty(self) -> bool:
+        return all(
+            isinstance(v, Unset) for v in (self.budget_usd, self.budget_period, self.lifetime_budget_usd)
+        )
+
+    def columns(self, current: Row[Any] | None) -> dict[str, Any]:
+        """The api_keys columns to write, checked against the key's current budget (None: a new key)."""
+        values: dict[str, Any] = {}
+        if not isinstance(self.lifetime_budget_usd, Unset):
+            values["lifetime_budget_micros"] = _usd_or_none(self.lifetime_budget_usd, "lifetime_budget_usd")
+        budget = (
+            _usd_or_none(self.budget_usd, "budget_usd") if not isinstance(self.budget_usd, Unset) else None
+        )
+        period = self.budget_period if not isinstance(self.budget_period, Unset) else None
+        if period is not None and period not in PERIODS:
+            raise InvalidRequest(
+                f"budget_period must be one of {', '.join(PERIODS)} (got {str(period)[:16]!r}).",
+                param="budget_period",
+                code="invalid_value",
+            )
+        if isinstance(self.budget_usd, Unset) and isinstance(self.budget_period, Unset):
+            return values
+        if isinstance(self.budget_usd, Unset):  # a new period for the budget the key has
+            budget = current.budget_micros if current is not None else None
+        elif isinstance(self.budget_period, Unset) and budget is not None and current is not None:
+            period = current.budget_period  # a new amount for the period the key has
+        if budget is not None and period is None:
+            raise InvalidRequest(
+                "A budget needs a period: day, week or month.",
+                param="budget_period",
+                code="invalid_value",
+            )
+        if budget is None and period is not None:
+            raise InvalidRequest(
+                "A budget period needs an amount in USD too.",
+                param="budget_usd",
+                code="invalid_value",
+            )
+        values.update(budget_micros=budget, budget_period=period)
+        return values
+
+
+def _usd_or_none(text: str | None, param: str) -> int | None:
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise InvalidRequest(
+            f'{param} must be a string such as "5.00" or null.', param=param, code="invalid_value"
+        )
+    return parse_usd(text.strip(), param=param)
+
+
+def _check_may_set_budgets(creator: Row[Any] | None) -> None:
+    """A key under a budget cannot make or change keys' budgets: it could lift its own limit."""
+    if creator is not None and (
+        creator.budget_micros is not None or creator.lifetime_budget_micros is not None
+    ):
+        raise PermissionDenied(
+            "This API key has a budget; it cannot create keys or change budgets. Use the dashboard.",
+            param="budget_usd",
+            code="key_rights_exceeded",
         )
 
 
@@ -91,6 +180,7 @@ async def create(
     expires_at: datetime | None = None,
     creator: Row[Any] | None = None,
     now: datetime | None = None,
+    budgets: BudgetChange = BudgetChange(),
 ) -> CreatedKey:
     """Create a key for a user, optionally limited to some models and with an expiry. `creator` is
     the API key making the request, if one does: the new key cannot exceed its rights."""
@@ -102,6 +192,8 @@ async def create(
         except repo.RepoError as exc:
             raise InvalidRequest(str(exc), param="models", code="invalid_value") from None
     _check_no_escalation(creator, allowed, expires_at)
+    _check_may_set_budgets(creator)
+    budget_columns = budgets.columns(None)
     if await repo.active_key_count(conn, user_id) >= MAX_ACTIVE_KEYS:
         raise InvalidRequest(
             f"At most {MAX_ACTIVE_KEYS} active keys; revoke one first.", code="too_many_keys"
@@ -109,6 +201,8 @@ async def create(
     new = await repo.create_key(
         conn, keyring, user_id, name=name.strip(), models=allowed, expires_at=expires_at
     )
+    if budget_columns:
+        await budgets_repo.set_budget(conn, new.id, budget_columns)
     row = await repo.key_by_id(conn, new.id)
     assert row is not None
     return CreatedKey(key=KeyView.of(row), secret=new.secret)
@@ -130,3 +224,29 @@ async def revoke(conn: AsyncConnection, key_id: int, *, owner_id: int | None = N
     if row is None or (owner_id is not None and row.user_id != owner_id):
         raise key_not_found(key_id)
     return await repo.revoke_key(conn, key_id, user_id=owner_id)
+
+
+async def set_budgets(
+    conn: AsyncConnection,
+    key_id: int,
+    change: BudgetChange,
+    *,
+    owner_id: int | None = None,
+    creator: Row[Any] | None = None,
+) -> KeyView:
+    """Set, change or remove an active key's budgets; the running server applies them within a second.
+    With `owner_id`, another user's key is not found; `creator` is the API key making the request."""
+    row = await repo.key_by_id(conn, key_id)
+    if row is None or row.revoked_at is not None or (owner_id is not None and row.user_id != owner_id):
+        raise key_not_found(key_id)
+    _check_may_set_budgets(creator)
+    if change.empty:
+        raise InvalidRequest(
+            "Nothing to change: give a budget (with its period) or a lifetime budget; null removes one.",
+            code="invalid_value",
+        )
+    await budgets_repo.set_budget(conn, key_id, change.columns(row))
+    await repo.bump_version(conn)
+    updated = await repo.key_by_id(conn, key_id)
+    assert updated is not None
+    return KeyView.of(updated)

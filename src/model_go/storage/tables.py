@@ -49,6 +49,11 @@ users = Table(
     Column("marketing_emails", Boolean, nullable=False, default=False),
     Column("marketing_updated_at", UTCDateTime, nullable=True),
     Column("deleted_at", UTCDateTime, nullable=True),  # the row is then a de-identified tombstone
+    # low-balance mail (services/low_balance.py): the user's threshold (NULL: the operator default),
+    # armed once the balance is at or above it, disarmed by the one mail sent when it falls below
+    Column("low_balance_micros", BigInteger, nullable=True),
+    Column("low_balance_armed", Boolean, nullable=False, default=False, server_default="0"),
+    Column("low_balance_mailed_at", UTCDateTime, nullable=True),
 )
 
 api_keys = Table(
@@ -65,6 +70,12 @@ api_keys = Table(
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("expires_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # spend limits (billing/budgets.py): per day, ISO week or calendar month (UTC), and for the key's life
+    Column("budget_micros", BigInteger, nullable=True),
+    Column("budget_period", String(8), nullable=True),  # day | week | month; set with budget_micros
+    Column("lifetime_budget_micros", BigInteger, nullable=True),
+    # the cost of this key's usage rows the retention purge removed, so the lifetime spend survives it
+    Column("purged_spend_micros", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 channels = Table(
@@ -158,6 +169,7 @@ usage_logs = Table(
     Index("ix_usage_logs_user_created", "user_id", "created_at"),
     Index("ix_usage_logs_created", "created_at"),
     Index("ix_usage_logs_idempotency", "key_id", "idempotency_hash"),
+    Index("ix_usage_logs_key_created", "key_id", "created_at"),  # a key's spend, for its budgets
 )
 # What a person may see of a usage row (API, CSV, export, CLI): every column but the owner link.
 # str(): column names are a str subclass, which orjson refuses as a dict key.

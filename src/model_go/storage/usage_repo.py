@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Row, Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from model_go.storage import budgets_repo
 from model_go.storage.tables import usage_logs, users, utcnow
 
 
@@ -104,6 +105,7 @@ async def delete_older_than(conn: AsyncConnection, cutoff: datetime, limit: int)
         )
     ]
     if ids:
+        await budgets_repo.carry_purged_spend(conn, ids)  # a key's lifetime spend outlives its rows
         await conn.execute(delete(usage_logs).where(usage_logs.c.id.in_(ids)))
     return len(ids)
 

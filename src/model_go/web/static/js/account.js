@@ -103,21 +103,48 @@
     return MG.badge("active", "ok");
   }
 
+  const PERIOD_WORD = { day: "a day", week: "a week", month: "a month" };
+
+  function budgetText(k) {
+    const parts = [];
+    if (k.budget_micros !== null && k.budget_micros !== undefined) parts.push(`${MG.usd(k.budget_micros)} ${PERIOD_WORD[k.budget_period] || k.budget_period}`);
+    if (k.lifetime_budget_micros !== null && k.lifetime_budget_micros !== undefined) parts.push(`${MG.usd(k.lifetime_budget_micros)} in all`);
+    return parts.join(", ");
+  }
+
+  // The budget fields of a form as the API takes them: empty amounts are null (no such budget).
+  function budgetBody(v, forEdit) {
+    const body = {};
+    if (v.budget_usd || forEdit) {
+      body.budget_usd = v.budget_usd || null;
+      body.budget_period = v.budget_usd ? v.budget_period : null;
+    }
+    if (v.lifetime_budget_usd || forEdit) body.lifetime_budget_usd = v.lifetime_budget_usd || null;
+    return body;
+  }
+
+  const micros = (m) => (m === null || m === undefined ? "" : String(Number(m) / 1e6));
+
+  let shownKeys = [];
+
   async function loadKeys(main) {
     const tbody = MG.$(main, "[data-keys]");
     const data = await MG.api("GET", "/api/keys");
     const keys = Array.isArray(data) ? data : data.items || data.keys || [];
+    shownKeys = keys;
     MG.fillRows(tbody, keys, (k) => {
       const live = !k.revoked_at;
       const revoke = live ? h("button", { type: "button", class: "secondary outline", "data-action": "revoke", "data-id": k.id, "aria-label": `Revoke key ${k.name}` }, "Revoke") : null;
+      const budget = live ? h("button", { type: "button", class: "secondary outline", "data-action": "budget", "data-id": k.id, "aria-label": `Budget of key ${k.name}` }, "Budget") : null;
       return h("tr", { "data-key-id": k.id },
         h("td", {}, k.name || "—"),
         h("td", {}, h("code", {}, (k.prefix || "") + "…")),
         h("td", { class: "wrap" }, k.models && k.models.length ? k.models.join(", ") : h("span", { class: "muted" }, "all models")),
+        h("td", { class: "wrap", "data-budget": "" }, budgetText(k) || h("span", { class: "muted" }, "none")),
         h("td", {}, MG.date(k.created_at)),
         h("td", {}, k.expires_at ? MG.date(k.expires_at) : h("span", { class: "muted" }, "never")),
         h("td", {}, keyStatus(k)),
-        h("td", {}, h("div", { class: "actions" }, revoke)));
+        h("td", {}, h("div", { class: "actions" }, budget, " ", revoke)));
     }, "No API keys yet. Create one above.");
   }
 
@@ -126,7 +153,7 @@
     const box = MG.$(main, "[data-secret-box]");
     MG.onSubmit(form, async (v) => {
       const models = v.models ? v.models.split(",").map((s) => s.trim()).filter(Boolean) : null;
-      const body = { name: v.name, models };
+      const body = { name: v.name, models, ...budgetBody(v, false) };
       if (v.expires_on) body.expires_at = `${v.expires_on}T23:59:59Z`;
       const created = await MG.api("POST", "/api/keys", body);
       const secret = created.secret || created.key;
@@ -140,9 +167,31 @@
       box.scrollIntoView({ block: "nearest" });
       await loadKeys(main);
     });
+    const budgetBox = MG.$(main, "[data-budget-box]");
+    const budgetForm = MG.$(main, "#budget-form");
+    MG.onSubmit(budgetForm, async (v) => {
+      const key = await MG.api("PATCH", `/api/keys/${v.key_id}`, budgetBody(v, true));
+      budgetBox.hidden = true;
+      MG.toast(`Budget of “${key.name || "key"}” saved: ${budgetText(key) || "none"}.`);
+      await loadKeys(main);
+    });
     main.addEventListener("click", async (event) => {
       const btn = event.target.closest("button[data-action]");
       if (!btn) return;
+      if (btn.dataset.action === "budget") {
+        const k = shownKeys.find((x) => String(x.id) === btn.dataset.id);
+        if (!k) return;
+        MG.clearFormError(budgetForm);
+        budgetForm.elements.key_id.value = k.id;
+        budgetForm.elements.budget_usd.value = micros(k.budget_micros);
+        budgetForm.elements.budget_period.value = k.budget_period || "day";
+        budgetForm.elements.lifetime_budget_usd.value = micros(k.lifetime_budget_micros);
+        MG.$(budgetBox, "[data-budget-name]").textContent = k.name || k.prefix;
+        budgetBox.hidden = false;
+        budgetForm.elements.budget_usd.focus();
+        budgetBox.scrollIntoView({ block: "nearest" });
+      }
+      if (btn.dataset.action === "hide-budget") budgetBox.hidden = true;
       if (btn.dataset.action === "copy-secret") MG.copy(MG.$(box, "[data-secret]").value, MG.$(box, "[data-copy-status]"));
       if (btn.dataset.action === "hide-secret") {
         MG.$(box, "[data-secret]").value = "";

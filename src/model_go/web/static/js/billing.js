@@ -39,7 +39,29 @@
     box.hidden = false;
   }
 
+  function showLowBalance(form, data) {
+    form.elements.low_balance_usd.value = data.source === "user" ? String(Number(data.low_balance_micros) / 1e6) : "";
+    form.elements.low_balance_usd.placeholder = data.source === "default" ? String(Number(data.low_balance_micros) / 1e6) : "";
+    MG.$(form.closest("article"), "[data-low-help]").dataset.below = data.below ? "1" : "";
+  }
+
+  async function lowBalance(main) {
+    const form = MG.$(main, "#low-balance-form");
+    MG.onSubmit(form, async (v) => {
+      const data = await MG.api("PUT", "/api/billing/low-balance", { low_balance_usd: v.low_balance_usd || null });
+      showLowBalance(form, data);
+      MG.toast(data.low_balance_micros > 0 ? `Reminder set: below ${MG.usd(data.low_balance_micros)}.` : "Low-balance mails are off.");
+      MG.lowBalanceBanner();
+    });
+    try {
+      showLowBalance(form, await MG.api("GET", "/api/billing/low-balance"));
+    } catch (err) {
+      MG.formError(form, err);
+    }
+  }
+
   MG.pages.billing = async function (main) {
+    lowBalance(main);
     const tbody = MG.$(main, "[data-rows]");
     const topups = MG.$(main, "[data-topups]");
     const errorBox = MG.$(main, "[data-form-error]");

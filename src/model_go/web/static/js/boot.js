@@ -10,7 +10,28 @@
     }
     for (const el of document.querySelectorAll("[data-admin-only]")) el.hidden = !MG.isAdmin(me);
     renderPolicyBanner(me);
+    MG.lowBalanceBanner();
   }
+
+  // A reminder while the balance is below the user's low-balance threshold (GET /api/billing/low-balance).
+  MG.lowBalanceBanner = async function () {
+    const box = document.getElementById("reminders");
+    if (!box) return;
+    let data = null;
+    try {
+      data = await MG.api("GET", "/api/billing/low-balance");
+    } catch (err) {
+      return; // a reminder is no reason to interrupt the page
+    }
+    box.replaceChildren();
+    if (!data.below) return;
+    box.append(
+      h("article", { class: "banner alert info", role: "region", "aria-label": "Low balance", "data-low-balance": "" },
+        h("p", {}, h("strong", {}, "Your balance is low. "),
+          `It is ${MG.usd(data.balance_micros)}, below your reminder at ${MG.usd(data.low_balance_micros)}. `,
+          "Requests are refused once it runs out. ",
+          location.pathname === "/billing" ? null : h("a", { href: "/billing" }, "Add credit"))));
+  };
 
   // When a new policy version is published the user is asked to accept it at their next visit.
   async function renderPolicyBanner(me) {

@@ -1,0 +1,74 @@
+"""Browser tests of key budgets (keys page) and the low-balance reminder (billing page and banner)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.e2e.conftest import Site, in_thread, login, new_page, settle, shot
+from tests.e2e.test_billing import PASSWORD, accept_policy, customer
+
+
+def test_keys_page_sets_and_changes_budgets_like_the_cli(browser: Any, site: Site) -> None:
+    name = customer(site)
+    page = new_page(browser, site)
+    login(page, name, PASSWORD, "/keys")
+    accept_policy(page)
+    form = page.locator("#key-form")
+    form.locator("[name=name]").fill("budgeted")
+    form.locator("[name=budget_usd]").fill("0.50")
+    form.locator("[name=budget_period]").select_option("week")
+    form.locator("[name=lifetime_budget_usd]").fill("2")
+    page.get_by_role("button", name="Create key").click()
+    page.locator("[data-secret-box]").wait_for()
+    row = page.locator("[data-keys] tr", has_text="budgeted")
+    row.locator("[data-budget]", has_text="$0.50 a week, $2.00 in all").wait_for()
+    listed = in_thread(lambda: site.gw.cli("key", "list", name).stdout)
+    assert "$0.50 weekly, $2.00 lifetime" in listed  # the same budget the CLI would set
+
+    row.get_by_role("button", name="Budget of key budgeted").click()
+    edit = page.locator("#budget-form")
+    assert edit.locator("[name=budget_usd]").input_value() == "0.5"
+    assert edit.locator("[name=budget_period]").input_value() == "week"
+    edit.locator("[name=budget_usd]").fill("0")
+    page.get_by_role("button", name="Save budget").click()
+    edit.locator("[data-form-error]", has_text="more than 0").wait_for()  # the API's own message
+    assert edit.locator("[name=budget_usd]").get_attribute("aria-invalid") == "true"
+    edit.locator("[name=budget_usd]").fill("")  # removes the weekly budget
+    edit.locator("[name=lifetime_budget_usd]").fill("3")
+    page.get_by_role("button", name="Save budget").click()
+    row.locator("[data-budget]", has_text="$3.00 in all").wait_for()
+    assert "weekly" not in row.inner_text() and "a week" not in row.inner_text()
+    listed = in_thread(lambda: site.gw.cli("key", "list", name).stdout)
+    assert "$3.00 lifetime" in listed and "weekly" not in listed
+    shot(page, "70-keys-budgets")
+    assert page.errors == [], page.errors
+
+
+def test_low_balance_reminder_and_banner(browser: Any, site: Site) -> None:
+    name = customer(site)
+    in_thread(lambda: site.gw.cli("credit", "add", name, "1"))
+    page = new_page(browser, site)
+    login(page, name, PASSWORD, "/billing")
+    accept_policy(page)
+    banner = page.get_by_role("region", name="Low balance")
+    assert banner.count() == 0
+    reminder = page.locator("#low-balance-form")
+    reminder.locator("[name=low_balance_usd]").fill("abc")
+    page.get_by_role("button", name="Save reminder").click()
+    reminder.locator("[data-form-error]").wait_for()
+    reminder.locator("[name=low_balance_usd]").fill("5")
+    page.get_by_role("button", name="Save reminder").click()
+    banner.wait_for()
+    assert "$1.00" in banner.inner_text() and "$5.00" in banner.inner_text()
+    page.goto("/keys")  # the reminder shows on every page while the balance is below
+    settle(page)
+    page.get_by_role("region", name="Low balance").wait_for()
+    shot(page, "71-low-balance-banner")
+    page.goto("/billing")
+    settle(page)
+    reminder = page.locator("#low-balance-form")
+    assert reminder.locator("[name=low_balance_usd]").input_value() == "5"
+    reminder.locator("[name=low_balance_usd]").fill("0")
+    page.get_by_role("button", name="Save reminder").click()
+    page.get_by_role("region", name="Low balance").wait_for(state="detached")
+    assert page.errors == [], page.errors
