@@ -155,7 +155,8 @@ def check_billing(page: Any) -> None:
     page.goto("/billing")
     settle(page)
     ledger = page.locator("[data-rows]").inner_text()
-    assert "Top-up" in ledger and "+$5.00" in ledger and "e2e top-up" in ledger
+    # an operator's credit (`model-go credit add`) is an adjustment on the ledger; Stripe's are top-ups
+    assert "Adjustment" in ledger and "+$5.00" in ledger and "e2e top-up" in ledger
     assert ledger.count("Charge") == 3
     assert "Card payments are not available on this server" in page.locator("main").inner_text()
     assert page.get_by_role("button", name=re.compile("top.?up|pay", re.I)).count() == 0

@@ -15,6 +15,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing.budgets import PERIODS, period_start
+from model_go.billing.reservation import CAP_BYTES
 from model_go.security import KeyRing
 from model_go.storage import budgets_repo, repo, usage_repo
 from model_go.storage.tables import api_keys, usage_logs
@@ -99,7 +100,9 @@ def test_20_concurrent_requests_never_spend_past_the_budget(gateway: Gateway, up
             "messages": [{"role": "user", "content": "race"}],
         }
     )
-    reservation = len(body) * 1 + 5 * 2  # as in test_money: a token per body byte at $1/1M, output at $2/1M
+    # as in test_money: a token per byte that may go upstream (the body and the room for the output cap)
+    # at $1/1M, output at $2/1M
+    reservation = (len(body) + CAP_BYTES) * 1 + 5 * 2
     _, secret, user_id = gateway.new_user("10")
     key_id = key_id_of(gateway, user_id)
     budget = 5 * reservation

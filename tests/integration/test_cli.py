@@ -98,7 +98,7 @@ def test_cli_errors_are_clear(gateway: Gateway) -> None:
     for args, message in [
         (("balance", "nobody"), "no such user: nobody"),
         (("credit", "add", "nobody", "5"), "no such user"),
-        (("credit", "add", "demo-none", "abc"), "not an amount"),
+        (("credit", "add", "demo-none", "abc"), "Not an amount in USD"),
         (("channel", "add", "x", "--provider", "nope", "--models", "m"), "unknown provider"),
         (
             ("channel", "add", "x", "--provider", "openai", "--base-url", "ftp://x", "--models", "m"),

@@ -98,7 +98,7 @@ def test_prices_refuse_anything_but_a_plain_bounded_amount(gw: Gateway, price: s
         parse_price_per_1m(price, param="input")
 
     async def work(conn: AsyncConnection, _k: KeyRing) -> None:
-        await prices.set_price(conn, "gpt-mock", input_usd=price, output_usd="1")
+        await prices.set_price(conn, "gpt-mock", prices.PriceTerms(input_usd=price, output_usd="1"))
 
     with pytest.raises(InvalidRequest):
         gw.db(work)

@@ -194,7 +194,7 @@
 
   const perMillion = (usd) => (usd === undefined || usd === null ? "—" : `$${usd}`);
 
-  const fees = (p) => [p.request !== "0" ? `$${p.request}/request` : "", p.image !== "0" ? `$${p.image}/image` : ""].filter(Boolean).join(", ") || "—";
+  const fees = (p) => [Number(p.request) > 0 ? `$${Number(p.request)}/request` : "", Number(p.image) > 0 ? `$${Number(p.image)}/image` : ""].filter(Boolean).join(", ") || "—";
   const tokens = (n) => (n === null || n === undefined ? "catalogue" : Number(n).toLocaleString("en-US"));
 
   MG.pages["admin-prices"] = async function (main) {

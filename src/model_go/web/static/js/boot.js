@@ -76,10 +76,11 @@
 
   async function logout(button) {
     MG.busy(button, true);
+    MG.loggingOut = true;
     try {
       await MG.api("POST", "/api/auth/logout");
     } catch (err) {
-      if (err.status !== 401) { MG.toast(err.message, "error"); MG.busy(button, false); return; }
+      if (err.status !== 401) { MG.loggingOut = false; MG.toast(err.message, "error"); MG.busy(button, false); return; }
     }
     location.assign("/login?logged_out=1");
   }

@@ -48,7 +48,8 @@
     if (!resp.ok) {
       const err = new ApiError(resp.status, data && data.error);
       // a session that ended (logout elsewhere, password change, expiry) sends an app page to log in
-      if (SESSION_GONE.has(err.code) && !MG.onPublicPage()) MG.toLogin();
+      // (not while logging out: a request still in flight then ends in 401 and must not overtake it)
+      if (SESSION_GONE.has(err.code) && !MG.onPublicPage() && !MG.loggingOut) MG.toLogin();
       throw err;
     }
     return data;
