@@ -226,6 +226,13 @@ class _StreamRelay:
             )
         except UpstreamTimeout as exc:
             translator.error = exc
+        except (
+            Exception
+        ) as exc:  # anything else once the client has its 200: the stream ends with an error event
+            log.warning("%s stream failed unexpectedly: %s", self.ctx.request_id, type(exc).__name__)
+            translator.error = UpstreamError(
+                "The upstream response could not be relayed.", code="upstream_stream_failed"
+            )
         await self._end()
 
     async def _pump(
