@@ -60,20 +60,23 @@ MAX_ENTRY_MICROS = MAX_ENTRY_USD * MICROS_PER_USD
 _USD_TEXT = re.compile(r"(?P<whole>[0-9]{1,7})(?:\.(?P<frac>[0-9]{1,6}))?")
 
 
-def parse_usd(text: str, *, param: str = "amount_usd") -> int:
-    """Parse a positive USD amount typed by a person ("12.50") into micro-dollars, strictly.
-
-    ASCII digits with at most one point and six decimals, more than zero and at most
-    MAX_ENTRY_USD. No sign, exponent, separators or spaces. Raises InvalidRequest naming `param`.
-    """
+def _micros_of(text: str, *, what: str, example: str, param: str) -> int:
+    """The strict grammar every amount shares: ASCII digits, at most one point and six decimals; no
+    sign, exponent, separators or spaces. Raises InvalidRequest naming `param`."""
     match = _USD_TEXT.fullmatch(text)
     if match is None:
         raise InvalidRequest(
-            f"Not an amount in USD: use digits with at most 6 decimals, e.g. 12.50 (got {text[:32]!r}).",
+            f"Not {what} in USD: use digits with at most 6 decimals, e.g. {example} (got {text[:32]!r}).",
             param=param,
             code="invalid_amount",
         )
-    micros = int(match["whole"]) * MICROS_PER_USD + int((match["frac"] or "").ljust(6, "0"))
+    return int(match["whole"]) * MICROS_PER_USD + int((match["frac"] or "").ljust(6, "0"))
+
+
+def parse_usd(text: str, *, param: str = "amount_usd") -> int:
+    """Parse a positive USD amount typed by a person ("12.50") into micro-dollars, strictly: more
+    than zero and at most MAX_ENTRY_USD."""
+    micros = _micros_of(text, what="an amount", example="12.50", param=param)
     if micros <= 0 or micros > MAX_ENTRY_MICROS:
         raise InvalidRequest(
             f"The amount must be more than 0 and at most {MAX_ENTRY_USD} USD.",
@@ -95,14 +98,7 @@ MAX_BALANCE_MICROS = MAX_BALANCE_USD * MICROS_PER_USD
 def parse_price_per_1m(text: str, *, param: str) -> int:
     """A price in USD per 1M tokens, in micro-dollars per 1M tokens: the grammar of parse_usd;
     zero (a free model) allowed; at most MAX_PRICE_USD_PER_1M."""
-    match = _USD_TEXT.fullmatch(text)
-    if match is None:
-        raise InvalidRequest(
-            f"Not a price in USD: use digits with at most 6 decimals, e.g. 2.50 (got {text[:32]!r}).",
-            param=param,
-            code="invalid_amount",
-        )
-    micros = int(match["whole"]) * MICROS_PER_USD + int((match["frac"] or "").ljust(6, "0"))
+    micros = _micros_of(text, what="a price", example="2.50", param=param)
     if micros > MAX_PRICE_MICROS_PER_1M:
         raise InvalidRequest(
             f"A price must be at most {MAX_PRICE_USD_PER_1M} USD per 1M tokens.",
