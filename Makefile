@@ -16,12 +16,13 @@ install: $(STAMP)
 run: install  ## start model-go on http://127.0.0.1:8080 with an embedded SQLite database in ./data
 	$(BIN)/model-go serve
 
-# Most tests wait on real servers (start-up, flush intervals, slow mock streams), so four workers
-# help even on two cores; --dist loadscope keeps a module's shared gateway on one worker.
-PYTEST_WORKERS ?= 4
+# Most tests wait on real servers (start-up, flush intervals, slow mock streams), so three workers
+# help even on two cores (four were slower: 24.8 min against 20.4); --dist loadscope keeps a
+# module's shared gateway on one worker. --durations lists the slowest tests, to keep CI short.
+PYTEST_WORKERS ?= 3
 
 test: install  ## the whole suite (SQLite, and PostgreSQL when it is reachable)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope --durations=25
 
 lint: install
 	$(BIN)/ruff format --check src tests

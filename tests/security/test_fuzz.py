@@ -32,7 +32,7 @@ LOCKOUT_ROUTES = [
     ("POST", "/api/admin/users/{user_id}/disable"),
 ]
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
-MAX_SECONDS = int(os.environ.get("FUZZ_SECONDS", "50"))
+MAX_SECONDS = int(os.environ.get("FUZZ_SECONDS", "30"))
 
 
 @pytest.fixture(scope="module")
