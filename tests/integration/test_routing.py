@@ -23,6 +23,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.security import KeyRing
+from model_go.services import channels as channel_service
 from model_go.services.channels import health as channel_health
 from model_go.storage import repo
 from model_go.storage.tables import channels as channels_table
@@ -68,14 +69,20 @@ async def _setup(conn: AsyncConnection, _k: KeyRing) -> dict[str, int]:
 def routing(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routing]:
     lanes = MockLanes().start()
     gw = make_gateway(tmp_path_factory.mktemp(f"routing-{backend}"), backend, MODELGO_KEEPALIVE_SECONDS="0.2")
-    for name, (lane, behaviour, priority, weight, models, config) in CHANNELS.items():
+    for lane, behaviour, *_ in CHANNELS.values():
         lanes.set(lane, behaviour)
-        options = [arg for item in config for arg in ("--config", item)]
-        gw.cli(
-            "channel", "add", name, "--provider", "openai", "--base-url", lanes.lane_url(lane),
-            "--models", ",".join(models), "--priority", str(priority), "--weight", str(weight),
-            *options, "--api-key-stdin", input=LANE_KEY + "\n",
-        )  # fmt: skip
+
+    async def add_channels(conn: AsyncConnection, keyring: KeyRing) -> None:
+        # the services the CLI's `channel add` calls (the CLI itself: test_cli.py), in one process:
+        # sixteen CLI processes cost this module over a minute of set-up on a loaded CI box
+        for name, (lane, _behaviour, priority, weight, models, config) in CHANNELS.items():
+            await channel_service.add(
+                conn, keyring, name=name, provider="openai", base_url=lanes.lane_url(lane),
+                models=models, api_key=LANE_KEY, priority=priority, weight=weight,
+                config=channel_service.parse_config(config),
+            )  # fmt: skip
+
+    gw.db(add_channels)
     ids = gw.db(_setup)
     gw.start()
     yield Routing(gw, lanes, ids)
