@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.security import KeyRing
+from model_go.services import channels
 from model_go.storage import repo
 from tests.support.gateway import Gateway, create_pg_database, drop_pg_database, postgres_available
 from tests.support.mock_openai import MockUpstream
@@ -43,20 +44,22 @@ async def _price_all(conn: AsyncConnection, _keyring: KeyRing) -> None:
 
 
 def add_mock_channel(gw: Gateway, upstream: MockUpstream, models: Sequence[str] = MOCK_MODELS) -> None:
-    """Before start: a channel named `mock` to the mock upstream (with a key), and every mock price."""
-    gw.cli(
-        "channel",
-        "add",
-        "mock",
-        "--provider",
-        "openai",
-        "--base-url",
-        upstream.base_url,
-        "--models",
-        ",".join(models),
-        "--api-key-stdin",
-        input=UPSTREAM_KEY + "\n",
-    )
+    """Before start: a channel named `mock` to the mock upstream (with a key), and every mock price.
+    Through the channel service in this process, as `model-go channel add` does (whose own path
+    test_cli.py covers): a CLI process per module costs seconds of CPU on a loaded CI box."""
+
+    async def add(conn: AsyncConnection, keyring: KeyRing) -> None:
+        await channels.add(
+            conn,
+            keyring,
+            name="mock",
+            provider="openai",
+            base_url=upstream.base_url,
+            models=list(models),
+            api_key=UPSTREAM_KEY,
+        )
+
+    gw.db(add)
     gw.db(_price_all)
 
 
