@@ -159,13 +159,12 @@ async def test_channel(
 
 
 def _price_view(price: prices.PriceView) -> dict[str, Any]:
-    write = price.input_per_1m if price.cache_write_per_1m is None else price.cache_write_per_1m
     return {
         "model": price.model,
         "input": micros_to_usd(price.input_per_1m),
         "output": micros_to_usd(price.output_per_1m),
         "cached_input": micros_to_usd(price.cached_input_per_1m),
-        "cache_write": micros_to_usd(write),
+        "cache_write": micros_to_usd(price.cache_write),
         "request": micros_to_usd(price.request_micros),
         "image": micros_to_usd(price.image_micros),
         "free": price.free,

@@ -127,12 +127,11 @@ def price_list() -> None:
                 _tokens(price.context_length),
             )
             continue
-        write = price.input_per_1m if price.cache_write_per_1m is None else price.cache_write_per_1m
         table.add_row(
             price.model,
             micros_to_usd(price.input_per_1m),
             micros_to_usd(price.cached_input_per_1m),
-            micros_to_usd(write),
+            micros_to_usd(price.cache_write),
             micros_to_usd(price.output_per_1m),
             micros_to_usd(price.request_micros),
             micros_to_usd(price.image_micros),

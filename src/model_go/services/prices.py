@@ -48,6 +48,11 @@ class PriceView:
     context_length: int | None
     updated_at: datetime
 
+    @property
+    def cache_write(self) -> int:
+        """The cache-write price in effect: the input price unless one was set."""
+        return self.input_per_1m if self.cache_write_per_1m is None else self.cache_write_per_1m
+
     @classmethod
     def of(cls, row: Row[Any]) -> PriceView:
         return cls(
