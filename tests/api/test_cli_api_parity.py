@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 
 from model_go.providers.presets import PRESETS
 from model_go.storage import repo
 from tests.api.conftest import Api, admin, signup, unique
-from tests.support.gateway import Gateway
+from tests.support.gateway import CliResult, Gateway
 from tests.support.smtp import MailBox
 
 
-def cli_error(result: subprocess.CompletedProcess[str]) -> str:
+def cli_error(result: CliResult) -> str:
     """The one-line error of a refused command (the terminal may wrap it: whitespace is normalised)."""
     assert result.returncode == 1, result.stdout
     assert "Traceback" not in result.stderr
@@ -103,10 +101,6 @@ def test_channel_errors_are_the_same(api_gw: Gateway) -> None:
 
 
 def test_prices_give_the_same_result_and_errors(api_gw: Gateway) -> None:
-    if api_gw.database_url:
-        pytest.skip(
-            "messages and interface parity do not depend on the database; SQLite covers them (CI time)"
-        )
     boss = admin(api_gw)
     model = unique("m")
     api_gw.cli("price", "set", model, "--input", "2.50", "--output", "10")
@@ -169,10 +163,6 @@ def key_budget(gw: Gateway, key_id: int) -> tuple[Any, ...]:
 def test_key_budgets_are_the_same_from_the_cli_the_api_and_the_admin_api(
     api_gw: Gateway, mailbox: MailBox
 ) -> None:
-    if api_gw.database_url:
-        pytest.skip(
-            "messages and interface parity do not depend on the database; SQLite covers them (CI time)"
-        )
     boss = admin(api_gw)
     user = signup(api_gw, mailbox)
     username = user.user["username"]

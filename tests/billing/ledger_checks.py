@@ -7,7 +7,6 @@ One statement each, so a check sees one consistent state even while the usage wr
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from model_go.security import KeyRing
 from model_go.services import billing
 from model_go.storage.db import make_engine
-from tests.support.gateway import Gateway
+from tests.support.gateway import CliResult, Gateway
 
 # balance != sum of the ledger
 BALANCE_VS_LEDGER = """
@@ -134,7 +133,7 @@ def verify_in_process(gw: Gateway) -> billing.VerifyReport:
 
 def ledger_verify(gw: Gateway) -> tuple[int, dict[str, Any]]:
     """Run `model-go ledger verify --json` against the gateway's database: (exit code, report)."""
-    result: subprocess.CompletedProcess[str] = gw.cli("ledger", "verify", "--json", check=False)
+    result: CliResult = gw.cli("ledger", "verify", "--json", check=False)
     try:
         report = orjson.loads(result.stdout)
     except orjson.JSONDecodeError:

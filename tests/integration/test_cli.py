@@ -8,7 +8,6 @@ import time
 import httpx
 import openai
 import orjson
-import pytest
 
 from tests.support.gateway import Gateway
 
@@ -95,10 +94,6 @@ def test_channels_and_prices(gateway: Gateway) -> None:
 
 
 def test_cli_errors_are_clear(gateway: Gateway) -> None:
-    if gateway.database_url:
-        pytest.skip(
-            "messages and interface parity do not depend on the database; SQLite covers them (CI time)"
-        )
     gw = gateway
     for args, message in [
         (("balance", "nobody"), "no such user: nobody"),
@@ -117,6 +112,10 @@ def test_cli_errors_are_clear(gateway: Gateway) -> None:
         assert result.returncode != 0, args
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+    # And from a real `model-go` process: the entry point prints the same clear message.
+    real = gw.cli("balance", "nobody", check=False, process=True)
+    assert real.returncode != 0 and "no such user: nobody" in real.stderr
+    assert "Traceback" not in real.stderr
 
 
 def test_user_with_password_from_stdin(gateway: Gateway) -> None:
