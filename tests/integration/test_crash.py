@@ -37,7 +37,7 @@ FLUSH_SECONDS = 0.5  # the default, stated so the bound below reads against it
 LOAD_SECONDS = 1.5
 USERS = 4
 WEBHOOK_SENDERS = 4
-SLACK_SECONDS = 2.0  # scheduling on a loaded machine: a flush can start late or take a while
+SLACK_SECONDS = 1.5  # the write in progress at the kill, which takes longer on a loaded machine
 
 
 @pytest.fixture(scope="session")

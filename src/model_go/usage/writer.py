@@ -133,11 +133,17 @@ class UsageWriter:
         return new_balances
 
     async def run(self, interval: float) -> None:
-        """The flush loop the supervisor owns."""
+        """The flush loop the supervisor owns. Flushes start `interval` apart (start to start, not
+        end to start), so a row settled just after one flush began is written when the next one
+        begins: what a crash can lose is at most one interval of settled usage plus the write in
+        progress, however long writes take under load."""
+        loop = asyncio.get_running_loop()
+        next_start = loop.time() + interval
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), timeout=interval)
+                await asyncio.wait_for(self.wakeup.wait(), timeout=max(0.0, next_start - loop.time()))
             self.wakeup.clear()
+            next_start = loop.time() + interval
             # Shielded: a shutdown that cancels this loop mid-write must not drop the batch it took
             # (the rows are out of the buffer by then). The write finishes under the sync lock, and
             # the final flush in state.stop() waits for that lock before writing what is left.
