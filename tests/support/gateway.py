@@ -238,6 +238,17 @@ class Gateway:
             self.wait_key_live(secret)
         return username, secret, user_id
 
+    def wait_config_live(self, timeout: float = 10) -> None:
+        """Wait until the running server has loaded the configuration the database holds now (keys,
+        budgets, channels, prices: it reloads within a second of a change)."""
+        wanted = self.db(lambda conn, _k: repo.config_version(conn))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if httpx.get(self.base_url + "/readyz").json().get("config_version", -1) >= wanted:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the server did not load configuration version {wanted} within {timeout} s")
+
     def wait_key_live(self, secret: str, timeout: float = 5) -> float:
         """Wait until the running server accepts a new key (it reloads within a second)."""
         start = time.monotonic()
