@@ -3,6 +3,7 @@ raw bytes; the management and health routes use FastAPI."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ from starlette.routing import Route
 
 from model_go import __version__
 from model_go import state as app_state
-from model_go.errors import GatewayError, InvalidRequest, error_for_status
+from model_go.errors import AuthenticationFailed, GatewayError, InvalidRequest, error_for_status
 from model_go.relay.asgi import Receive, Scope, Send
 from model_go.relay.pipeline import Relay
 from model_go.settings import Settings
+from model_go.telemetry.metrics import CONTENT_TYPE_LATEST
+from model_go.telemetry.request_ids import with_request_id
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class RelayFront:
             if handler is not None:
                 await getattr(_relay(self.app), handler)(scope, receive, send)
                 return
+            if scope["path"].startswith("/v1/"):
+                send = with_request_id(send)  # (the RequestGuard gave every other path one)
         await self.app(scope, receive, send)
 
 
@@ -139,6 +144,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from model_go import api
 
     api.install(app)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics, to the bearer of MODELGO_METRICS_TOKEN; unknown without one."""
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+        if not token:
+            return _error_response(error_for_status(404, "Unknown path."))
+        supplied = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(supplied, b"Bearer " + token.encode()):
+            return _error_response(
+                AuthenticationFailed(
+                    "The metrics need the metrics token.", headers={"WWW-Authenticate": "Bearer"}
+                )
+            )
+        state: app_state.AppState = request.app.state.model_go
+        return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from model_go.errors import PayloadTooLarge
 from model_go.relay.asgi import Message, Receive, Scope, Send, header, send_error
+from model_go.telemetry.request_ids import with_request_id
 
 # an answer sent before the body was read must end the connection, or the server would go on
 # reading (and the client go on sending) the rest of it
@@ -30,6 +31,7 @@ class RequestGuard:
         if scope["type"] != "http" or scope["path"].startswith("/v1/"):
             await app(scope, receive, send)
             return
+        send = with_request_id(send)
         if scope["path"].startswith("/api/"):
             send = _no_store(send)
         declared = header(scope, b"content-length")

@@ -6,6 +6,7 @@ import os
 import secrets
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,7 +49,13 @@ class Settings(BaseSettings):
     default_rpm: int = Field(default=0, ge=0)
     default_concurrency: int = Field(default=0, ge=0)
     log_level: str = "INFO"
+    # json | text; unset: JSON when stderr is not a terminal (telemetry/logs.py)
+    log_format: Literal["json", "text"] | None = None
     access_log: bool = True
+    # /metrics: on the public port to `Authorization: Bearer <token>`, and/or on an internal port
+    metrics_token: SecretStr | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
     demo: bool = True
     # -- accounts, mail, retention --
     # plain-http localhost development only: cookie `session` without Secure instead of `__Host-session`

@@ -37,6 +37,7 @@ from model_go.settings import Settings
 from model_go.storage import repo
 from model_go.storage.db import make_engine, migrate
 from model_go.supervisor import Supervisor
+from model_go.telemetry.metrics import Metrics, Sources
 from model_go.usage import retention
 from model_go.usage.writer import UsageWriter
 
@@ -63,6 +64,7 @@ class AppState:
     supervisor: Supervisor = field(default_factory=Supervisor)
     snapshot: Snapshot = field(default_factory=Snapshot)
     budgets: BudgetTracker = field(default_factory=BudgetTracker)  # keys' spend limits
+    metrics: Metrics = field(default_factory=Metrics)
     ready: bool = False
     # users, sessions, mail and policy versions; built in start() once the database is migrated
     accounts: AccountsRuntime | None = None
@@ -127,6 +129,15 @@ async def start(settings: Settings) -> AppState:
         sync_lock=lock,
     )
     await state.reload()
+    state.metrics.watch(
+        Sources(
+            circuits=state.health.circuit_states,
+            queue_depth=lambda: writer.pending,
+            flush_lag=lambda: writer.lag_seconds,
+        )
+    )
+    if settings.metrics_port is not None:
+        state.metrics.serve(settings.metrics_host, settings.metrics_port)
     state.accounts = await _start_accounts(state)
     _start_tasks(state, state.accounts)
     state.ready = True
@@ -185,6 +196,7 @@ async def _start_accounts(state: AppState) -> AccountsRuntime:
 async def stop(state: AppState) -> None:
     """Stop background work, write what it still holds (usage rows, channel health), then close."""
     state.ready = False
+    state.metrics.close()
     await state.supervisor.stop()
     await state.http.close()
     await state.engine.dispose()

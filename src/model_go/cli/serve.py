@@ -2,42 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-import time
 from typing import Annotated, Any
 
 import typer
 
 from model_go.cli.common import out, run_db
 from model_go.settings import Settings
-
-
-def _configure_logging(settings: Settings) -> None:
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # documented logging switches: skip the caller, thread and process lookups on every record
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_SecondCachingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
-
-
-class _SecondCachingFormatter(logging.Formatter):
-    """The standard format, with the date and time rendered once a second instead of per record
-    (time.strftime was a fifth of an access-log line's cost)."""
-
-    _second = -1
-    _text = ""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
-        if second != self._second:
-            self._second = second
-            self._text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
-        return f"{self._text},{int(record.msecs):03d}"
+from model_go.telemetry.logs import configure as configure_logging
 
 
 def serve(
@@ -57,7 +28,7 @@ def serve(
     if port is not None:
         overrides["port"] = port
     settings = Settings(**overrides)
-    _configure_logging(settings)
+    configure_logging(settings.log_level, settings.log_format)
     demo_key = run_db(ensure_demo, settings) if settings.demo else None
     if demo_key:
         out.print(

@@ -134,7 +134,11 @@ class Attempt:
 
     async def _unary(self, send: Send, extra: Headers) -> None:
         ctx, provider, call = self.ctx, self.provider, self.call
-        upstream_body = await self._fetch_within_deadline(self._request())
+        request, asked = self._request(), time.perf_counter()
+        try:
+            upstream_body = await self._fetch_within_deadline(request)
+        finally:
+            ctx.outcome.waited_upstream(asked)
         dialect = ctx.dialect
         if self.passthrough and dialect is not None:
             out, usage = dialect.passthrough_reply(upstream_body)
@@ -151,7 +155,8 @@ class Attempt:
             out = dialect.reply(out, ctx.request_id, ctx.model, usage)
         cost = ctx.cost(usage) / MICROS_PER_USD  # what the settlement will debit
         out = wire.with_cost(out, cost)
-        await send_json(send, 200, out, [*extra, (b"x-modelgo-cost", b"%.6f" % cost)])
+        headers = [*extra, (b"x-modelgo-cost", b"%.6f" % cost), outcome.overhead_header(ctx.started)]
+        await send_json(send, 200, out, headers)
 
     # -- a stream -----------------------------------------------------------------------------
 
@@ -167,11 +172,16 @@ class Attempt:
     async def _stream(self, receive: Receive, send: Send, extra: Headers) -> None:
         ctx, outcome = self.ctx, self.ctx.outcome
         translator, egress = self._stream_parts()
-        resp = await self._open(self._request())
+        request, asked = self._request(), time.perf_counter()
+        try:
+            resp = await self._open(request)
+        finally:
+            outcome.waited_upstream(asked)
         # The upstream answered: that closes a half-open circuit now, not when a long stream ends.
         self.upstreams.health.succeeded(self.channel, ctx.model, self.admission, self.policy)
         # From here on the client has a 200 and an event stream: failures become error events.
-        await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *extra]})
+        headers = [*SSE_HEADERS, *extra, outcome.overhead_header(ctx.started)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         outcome.responding()
         relay = _StreamRelay(ctx, translator, egress, send)
         if egress is not None and not self.passthrough:

@@ -33,10 +33,26 @@ class Outcome:
     attempts: int = 0
     ttft_ms: int | None = None
     cost_micros: int = 0  # what the settlement debited
+    upstream_seconds: float = 0.0  # spent waiting on upstreams, every attempt's
+    overhead_seconds: float | None = None  # inside model-go until the response started
 
     def attempting(self, channel_id: int) -> None:
         self.attempts += 1
         self.channel_id = channel_id
+
+    def waited_upstream(self, since: float) -> None:
+        """An upstream call that began at `since` (perf_counter) returned or failed."""
+        self.upstream_seconds += time.perf_counter() - since
+
+    def overhead_header(self, started: float) -> tuple[bytes, bytes]:
+        """The response starts now: x-modelgo-overhead-ms, the time spent inside model-go so far
+        without the upstream's."""
+        return (b"x-modelgo-overhead-ms", b"%.2f" % (self.overhead(started) * 1000))
+
+    def overhead(self, started: float) -> float:
+        if self.overhead_seconds is None:
+            self.overhead_seconds = max(time.perf_counter() - started - self.upstream_seconds, 0.0)
+        return self.overhead_seconds
 
     def responding(self) -> None:
         """The client is getting a 200: no fail-over from here on."""

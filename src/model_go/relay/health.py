@@ -95,6 +95,15 @@ class Health:
         self._refusals: dict[int, int] = {}
         self._disabled: dict[int, Channel] = {}  # the Channel object: a reload after `enable` clears it
 
+    def circuit_states(self) -> list[tuple[int, str, str]]:
+        """(channel id, model, closed | open | half_open) of every circuit this process keeps."""
+        now = self.clock()
+        return [
+            (channel_id, model, _state(circuit, now))
+            for channel_id, circuits in list(self._circuits.items())
+            for model, circuit in list(circuits.items())
+        ]
+
     # -- the request path ---------------------------------------------------------------------
 
     def admit(self, channel: Channel, model: str) -> int:
@@ -231,3 +240,9 @@ class Health:
         latest = max((c.open_until for c in circuits.values() if c.open_until), default=0.0)
         until = datetime.now(UTC) + timedelta(seconds=latest - self.clock()) if latest else None
         self.reporter.cooldown(channel_id, until)
+
+
+def _state(circuit: Circuit, now: float) -> str:
+    if circuit.open_until == 0.0:
+        return "closed"
+    return "open" if circuit.open_until > now else "half_open"

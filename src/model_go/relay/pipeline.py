@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
-import secrets
 import time
 from datetime import UTC, datetime
 
@@ -48,21 +46,13 @@ from model_go.relay.idempotency import checked_key
 from model_go.relay.routing import candidates
 from model_go.relay.snapshot import KeyInfo
 from model_go.state import AppState
+from model_go.telemetry.metrics import NO_LABEL, RequestFigures
+from model_go.telemetry.request_ids import new_request_id
 from model_go.usage.writer import UsageRecord
 from model_go.wire import openai as wire
 from model_go.wire.canonical import Call, Usage
 
 log = logging.getLogger("model_go.relay")
-
-
-# Request ids: a random per-process prefix and a counter. Unique across replicas without a syscall per
-# request (secrets.token_hex reads os.urandom every time).
-_ID_PREFIX = "req_" + secrets.token_hex(6)
-_id_counter = itertools.count(1)
-
-
-def _request_id() -> str:
-    return f"{_ID_PREFIX}{next(_id_counter):010x}"
 
 
 class Relay:
@@ -129,33 +119,76 @@ class Relay:
     async def _guard(
         self, scope: Scope, receive: Receive, send: Send, endpoint: str, dialect: Dialect | None = None
     ) -> None:
-        request_id = _request_id()
+        request_id = new_request_id()
         extra = [(b"x-request-id", request_id.encode())]
         if dialect is not None:
             extra.append((b"request-id", extra[0][1]))  # where Anthropic's SDKs look for it
         started = time.perf_counter()
         status = 500
+        ctx: Context | None = None
         try:
             ctx = await self._admit(scope, receive, endpoint, dialect, request_id, started)
             status = await self._serve(ctx, receive, send)
         except GatewayError as exc:
             status = exc.status
-            await self._send_error(send, exc, dialect, extra)
+            await self._send_error(send, exc, dialect, [*extra, _overhead(ctx, started)])
         except ConnectionResetError:
             status = CLIENT_CLOSED
         except Exception:
             # the traceback carries no request data: bodies live only in local variables
             log.exception("unexpected error in %s request %s", endpoint, request_id)
-            await self._send_error(send, GatewayError(), dialect, extra)
+            await self._send_error(send, GatewayError(), dialect, [*extra, _overhead(ctx, started)])
         finally:
-            if self.settings.access_log:
-                log.info(
-                    "%s %s %d %.1fms",
-                    request_id,
-                    scope["path"],
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                )
+            self._observe(scope, endpoint, request_id, status, started, ctx)
+
+    def _observe(
+        self, scope: Scope, endpoint: str, request_id: str, status: int, started: float, ctx: Context | None
+    ) -> None:
+        """The request's metrics and its log line: ids, counts, the model and the status, never text."""
+        seconds = time.perf_counter() - started
+        outcome = ctx.outcome if ctx is not None else None
+        usage = (outcome.usage if outcome is not None else None) or Usage()
+        figures = RequestFigures(
+            route=endpoint,
+            status=status,
+            seconds=seconds,
+            model=ctx.model if ctx is not None else NO_LABEL,
+            channel_id=outcome.channel_id if outcome is not None else None,
+            ttft_seconds=outcome.ttft_ms / 1000
+            if outcome is not None and outcome.ttft_ms is not None
+            else None,
+            overhead_seconds=outcome.overhead_seconds if outcome is not None else None,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cost_micros=outcome.cost_micros if outcome is not None else 0,
+            rate_limited=status == 429 and (outcome is None or outcome.attempts == 0),
+        )
+        self.state.metrics.request(figures)
+        if not self.settings.access_log:
+            return
+        fields: dict[str, object] = {
+            "request_id": request_id,
+            "route": scope["path"],
+            "status": status,
+            "latency_ms": round(seconds * 1000, 1),
+        }
+        if ctx is not None:
+            fields.update(
+                key_id=ctx.key.id,
+                user_id=ctx.key.user_id,
+                model=ctx.model,
+                channel_id=figures.channel_id,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost_usd=figures.cost_micros / 1_000_000,
+                overhead_ms=None
+                if figures.overhead_seconds is None
+                else round(figures.overhead_seconds * 1000, 2),
+            )
+        log.info(
+            "%s %s %d %.1fms", request_id, scope["path"], status, seconds * 1000, extra={"fields": fields}
+        )
 
     async def _send_error(
         self, send: Send, exc: GatewayError, dialect: Dialect | None, extra: list[tuple[bytes, bytes]]
@@ -380,8 +413,10 @@ class Relay:
             )
             try:
                 await attempt.run(receive, send, extra)
+                self.state.metrics.attempt(channel.id, ok=True)
                 return
             except GatewayError as exc:
+                self.state.metrics.attempt(channel.id, ok=False)
                 if ctx.outcome.delivered or not retryable(exc):
                     raise  # a started stream already reported its own outcome
                 last_error = exc
@@ -466,3 +501,10 @@ def _usage_row(ctx: Context, usage: Usage, estimated: bool, debit: Debit | None,
         idempotency_hash=ctx.idempotency.key_hash if ctx.idempotency else None,
         body_hash=ctx.idempotency.body_hash if ctx.idempotency else None,
     )
+
+
+def _overhead(ctx: Context | None, started: float) -> tuple[bytes, bytes]:
+    """x-modelgo-overhead-ms for an error answer: all of its time but the upstream's."""
+    if ctx is None:
+        return (b"x-modelgo-overhead-ms", b"%.2f" % ((time.perf_counter() - started) * 1000))
+    return ctx.outcome.overhead_header(started)

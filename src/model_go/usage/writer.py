@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,8 +63,16 @@ class UsageWriter:
         self._debits: list[Debit] = []
         self.wakeup = asyncio.Event()
         self.max_rows = 1000
+        self._oldest: float | None = None  # monotonic time the oldest unwritten row was recorded
+
+    @property
+    def lag_seconds(self) -> float:
+        """How long the oldest row not yet written has waited (0 when none waits)."""
+        return 0.0 if self._oldest is None else max(time.monotonic() - self._oldest, 0.0)
 
     def record(self, row: UsageRecord, debit: Debit | None) -> None:
+        if not self._records:
+            self._oldest = time.monotonic()
         self._records.append(row)
         if debit is not None:
             self._debits.append(debit)
@@ -81,11 +90,13 @@ class UsageWriter:
             debits, self._debits = self._debits, []
             if not records and not debits:
                 return 0
+            oldest, self._oldest = self._oldest, None  # rows recorded during the write set it anew
             try:
                 new_balances = await self._write(records, debits)
             except Exception:
                 self._records[:0] = records
                 self._debits[:0] = debits
+                self._oldest = oldest
                 raise
             totals: dict[int, int] = defaultdict(int)
             for debit in debits:

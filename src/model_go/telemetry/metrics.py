@@ -1,0 +1,181 @@
+"""Prometheus metrics of one server process (prometheus-client).
+
+Served at `GET /metrics` on the public port to `Authorization: Bearer $MODELGO_METRICS_TOKEN`, or on
+an internal port of its own (`MODELGO_METRICS_PORT`, bound to MODELGO_METRICS_HOST); with neither,
+not at all. Labels are bounded and carry nothing personal: the route, a model the operator priced
+(a request for an unknown model counts under "-"), a channel id and a status code; never a key, a
+user, an address or any text of a request.
+
+Each replica serves its own figures; sum them across replicas in the query.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "RequestFigures", "Sources"]
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+OVERHEAD_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+NO_LABEL = "-"
+
+
+@dataclass(frozen=True)
+class RequestFigures:
+    """One finished relay request, as the metrics count it."""
+
+    route: str
+    status: int
+    seconds: float
+    model: str = NO_LABEL
+    channel_id: int | None = None
+    ttft_seconds: float | None = None
+    overhead_seconds: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_micros: int = 0
+    rate_limited: bool = False  # refused by model-go's own limits (not an upstream's 429)
+
+
+@dataclass
+class Sources:
+    """Read at scrape time from the running state: circuits (channel id, model, state), the usage
+    writer's queue depth and the age in seconds of its oldest unwritten row."""
+
+    circuits: Callable[[], Iterable[tuple[int, str, str]]]
+    queue_depth: Callable[[], int]
+    flush_lag: Callable[[], float]
+
+
+class _StateCollector(Collector):
+    def __init__(self, sources: Sources) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        circuits = GaugeMetricFamily(
+            "modelgo_circuit_open",
+            "1 while a channel's circuit for a model is open or half-open (skipped or probing), else 0",
+            labels=["channel_id", "model", "state"],
+        )
+        for channel_id, model, state in self.sources.circuits():
+            circuits.add_metric([str(channel_id), model, state], 0.0 if state == "closed" else 1.0)
+        yield circuits
+        yield GaugeMetricFamily(
+            "modelgo_usage_queue_rows",
+            "Settled requests whose usage rows await the next flush",
+            value=self.sources.queue_depth(),
+        )
+        yield GaugeMetricFamily(
+            "modelgo_usage_flush_lag_seconds",
+            "Age of the oldest usage row not yet written (0 when none)",
+            value=self.sources.flush_lag(),
+        )
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "modelgo_requests",
+            "Relay requests answered",
+            ["route", "model", "channel_id", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "modelgo_request_duration_seconds",
+            "Relay request time, first byte in to last byte out",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "modelgo_time_to_first_token_seconds",
+            "Time to the first generated output sent",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.overhead = Histogram(
+            "modelgo_overhead_seconds",
+            "Time spent inside model-go, excluding the upstream",
+            ["route"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "modelgo_upstream_attempts",
+            "Upstream attempts by outcome (ok, failed)",
+            ["channel_id", "outcome"],
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "modelgo_tokens",
+            "Tokens billed by kind (prompt, completion, cached)",
+            ["model", "kind"],
+            registry=registry,
+        )
+        self.cost = Counter("modelgo_cost_usd", "USD billed", ["model"], registry=registry)
+        self.rate_limited = Counter(
+            "modelgo_rate_limited",
+            "Requests refused by model-go's own rate limits",
+            ["route"],
+            registry=registry,
+        )
+        self._server: Any = None
+        self._lock = threading.Lock()
+
+    def watch(self, sources: Sources) -> None:
+        self.registry.register(_StateCollector(sources))
+
+    def request(self, f: RequestFigures) -> None:
+        channel = NO_LABEL if f.channel_id is None else str(f.channel_id)
+        self.requests.labels(f.route, f.model, channel, str(f.status)).inc()
+        self.latency.labels(f.route).observe(f.seconds)
+        if f.ttft_seconds is not None:
+            self.ttft.labels(f.route).observe(f.ttft_seconds)
+        if f.overhead_seconds is not None:
+            self.overhead.labels(f.route).observe(max(f.overhead_seconds, 0.0))
+        if f.rate_limited:
+            self.rate_limited.labels(f.route).inc()
+        if f.prompt_tokens:
+            self.tokens.labels(f.model, "prompt").inc(f.prompt_tokens)
+        if f.completion_tokens:
+            self.tokens.labels(f.model, "completion").inc(f.completion_tokens)
+        if f.cached_tokens:
+            self.tokens.labels(f.model, "cached").inc(f.cached_tokens)
+        if f.cost_micros:
+            self.cost.labels(f.model).inc(f.cost_micros / 1_000_000)
+
+    def attempt(self, channel_id: int, ok: bool) -> None:
+        self.attempts.labels(str(channel_id), "ok" if ok else "failed").inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # -- the internal port ----------------------------------------------------------------------
+
+    def serve(self, host: str, port: int) -> None:
+        """Serve /metrics on host:port from a thread of its own (prometheus-client's server)."""
+        with self._lock:
+            self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._server is not None:
+                self._server.shutdown()
+                self._server.server_close()
+                self._server = None
+
+
+def monotonic_age(since: float | None) -> float:
+    return 0.0 if since is None else max(time.monotonic() - since, 0.0)
