@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_host: str = "127.0.0.1"
     demo: bool = True
+    # migrate the schema when the server or a command opens the database; false: only `model-go
+    # migrate` does, and the rest refuse a schema that is not current (rolling out replicas)
+    auto_migrate: bool = True
+    # SIGTERM: stop accepting, let requests in flight (streams too) finish this long, then cut them
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
     # -- accounts, mail, retention --
     # plain-http localhost development only: cookie `session` without Secure instead of `__Host-session`
     insecure_cookies: bool = False

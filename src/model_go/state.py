@@ -35,7 +35,7 @@ from model_go.security import KeyRing
 from model_go.services import low_balance
 from model_go.settings import Settings
 from model_go.storage import repo
-from model_go.storage.db import make_engine, migrate
+from model_go.storage.db import make_engine, prepare
 from model_go.supervisor import Supervisor
 from model_go.telemetry.metrics import Metrics, Sources
 from model_go.usage import retention
@@ -101,7 +101,7 @@ class AppState:
 
 async def start(settings: Settings) -> AppState:
     engine = make_engine(settings.resolved_database_url())
-    await migrate(engine)
+    await prepare(engine, settings.auto_migrate)
     ledger = InProcessLedger()
     lock = asyncio.Lock()
     writer = UsageWriter(engine, ledger, lock)

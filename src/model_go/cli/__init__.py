@@ -10,7 +10,7 @@ from model_go.cli.channels import channel_app
 from model_go.cli.keys import key_app
 from model_go.cli.prices import price_app
 from model_go.cli.retention import retention_app
-from model_go.cli.serve import serve
+from model_go.cli.serve import migrate, serve
 from model_go.cli.usage import usage_app
 from model_go.cli.users import balance, credit_app, user_app
 
@@ -27,6 +27,7 @@ app.add_typer(price_app, name="price")
 app.add_typer(usage_app, name="usage")
 app.add_typer(retention_app, name="retention")
 app.command()(serve)
+app.command()(migrate)
 app.command()(balance)
 billing.register(app, credit_app)
 

@@ -24,7 +24,7 @@ from model_go.security import KeyRing
 from model_go.services import billing, codes
 from model_go.settings import Settings
 from model_go.storage import repo
-from model_go.storage.db import make_engine, migrate
+from model_go.storage.db import make_engine, prepare
 
 T = TypeVar("T")
 ledger_app = typer.Typer(help="Check the ledger against balances and usage.", no_args_is_help=True)
@@ -50,7 +50,7 @@ def _run(work: Callable[[AsyncEngine, KeyRing, Settings], Awaitable[T]]) -> T:
     async def main() -> T:
         engine = make_engine(settings.resolved_database_url(), pool=False)
         try:
-            await migrate(engine)
+            await prepare(engine, settings.auto_migrate)
             return await work(engine, KeyRing(settings.master_secret()), settings)
         finally:
             await engine.dispose()

@@ -14,7 +14,7 @@ from model_go.errors import GatewayError
 from model_go.security import KeyRing
 from model_go.settings import Settings
 from model_go.storage import repo
-from model_go.storage.db import make_engine, migrate
+from model_go.storage.db import make_engine, prepare
 
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ def run_db(
     async def main() -> T:
         engine = make_engine(settings.resolved_database_url(), pool=False)
         try:
-            await migrate(engine)
+            await prepare(engine, settings.auto_migrate)
             keyring = KeyRing(settings.master_secret())
             async with engine.begin() as conn:
                 return await work(conn, keyring)
@@ -55,7 +55,7 @@ def run_db(
     except GatewayError as exc:
         label = (options or {}).get(exc.param or "")
         raise fail(f"{label}: {exc.message}" if label else exc.message) from None
-    except (repo.RepoError, ValueError) as exc:
+    except (repo.RepoError, ValueError) as exc:  # SchemaNotCurrent too
         raise fail(str(exc)) from None
 
 

@@ -6,9 +6,9 @@ import asyncio
 
 import typer
 
-from model_go.cli.common import err, out
+from model_go.cli.common import err, fail, out
 from model_go.settings import Settings
-from model_go.storage.db import make_engine, migrate
+from model_go.storage.db import make_engine, prepare
 
 retention_app = typer.Typer(help="Purge usage logs past the retention limit.", no_args_is_help=True)
 
@@ -23,12 +23,15 @@ def retention_run() -> None:
     async def main() -> retention.PurgeResult:
         engine = make_engine(settings.resolved_database_url(), pool=False)
         try:
-            await migrate(engine)
+            await prepare(engine, settings.auto_migrate)
             return await retention.run(engine, settings.usage_retention_days)
         finally:
             await engine.dispose()
 
-    result = asyncio.run(main())
+    try:
+        result = asyncio.run(main())
+    except ValueError as exc:  # a schema that needs `model-go migrate`
+        raise fail(str(exc)) from None
     out.print(
         f"removed {result.usage_rows} usage rows older than {settings.usage_retention_days} days",
         highlight=False,

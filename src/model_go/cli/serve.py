@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from model_go.cli.common import out, run_db
+from model_go.cli.common import fail, out, run_db
+from model_go.security import KeyRing
 from model_go.settings import Settings
+from model_go.storage.db import make_engine
+from model_go.storage.db import migrate as migrate_schema
 from model_go.telemetry.logs import configure as configure_logging
 
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (MODELGO_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (MODELGO_PORT).")] = None,
+    no_migrate: Annotated[
+        bool,
+        typer.Option(
+            "--no-migrate",
+            help="Do not migrate the database; refuse to start unless its schema is current "
+            "(run `model-go migrate` once before rolling out replicas). MODELGO_AUTO_MIGRATE=false too.",
+        ),
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes. Only 1: see the README on replicas.")
+    ] = 1,
 ) -> None:
     """Migrate the database and serve the API."""
+    if workers > 1:
+        # balances, reservations, rate limits, budgets and channel health live in each process's
+        # memory: two workers on one database would each let a balance be spent in full
+        raise fail(
+            "--workers must be 1: balances, rate limits and channel health are kept in this "
+            "process's memory, so two workers on one database would overspend. Run one process "
+            "per machine (it uses every core it needs for I/O)."
+        )
     import uvicorn
 
     from model_go.app import create_server_app
@@ -27,7 +51,11 @@ def serve(
         overrides["host"] = host
     if port is not None:
         overrides["port"] = port
+    if no_migrate:
+        overrides["auto_migrate"] = False
     settings = Settings(**overrides)
+    if not settings.auto_migrate:
+        run_db(_nothing, settings)  # fails with what to do when the schema is not current
     configure_logging(settings.log_level, settings.log_format)
     demo_key = run_db(ensure_demo, settings) if settings.demo else None
     if demo_key:
@@ -50,8 +78,31 @@ def serve(
         http=guarded_protocol(ConnectionLimits.from_settings(settings)),
         ws="none",
         timeout_keep_alive=settings.idle_connection_timeout_seconds,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,  # type: ignore[arg-type]  # a float works
         # the client address is the socket peer: uvicorn would otherwise take X-Forwarded-For from
         # local peers, which lets any local client reset per-IP login throttling and forge usage IPs
         proxy_headers=False,
     )
+
+
+async def _nothing(_conn: AsyncConnection, _keyring: KeyRing) -> None:
+    return None
+
+
+def migrate() -> None:
+    """Bring the database schema to this version's (once, before rolling out replicas)."""
+    settings = Settings()
+
+    async def main() -> tuple[frozenset[str], frozenset[str]]:
+        engine = make_engine(settings.resolved_database_url(), pool=False)
+        try:
+            return await migrate_schema(engine)
+        finally:
+            await engine.dispose()
+
+    before, after = asyncio.run(main())
+    if before == after:
+        out.print(f"the database schema is current (revision {', '.join(sorted(after))})", highlight=False)
+    else:
+        was = ", ".join(sorted(before)) or "an empty database"
+        out.print(f"migrated the database from {was} to revision {', '.join(sorted(after))}", highlight=False)

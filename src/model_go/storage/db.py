@@ -92,10 +92,17 @@ async def _current_revisions(engine: AsyncEngine) -> frozenset[str]:
         return frozenset()
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision (idempotent, safe to run on every start)."""
-    if await _current_revisions(engine) == head_revisions():
-        return
+# Any fixed number: PostgreSQL's advisory lock that serializes replicas migrating at the same moment.
+MIGRATION_LOCK = 0x6D6F64656C676F
+
+
+async def migrate(engine: AsyncEngine) -> tuple[frozenset[str], frozenset[str]]:
+    """Bring the schema to the newest revision (idempotent, safe to run on every start); the
+    revisions (before, after). On PostgreSQL, replicas starting together take turns under an
+    advisory lock, and each re-reads the revision once it holds it."""
+    before = await _current_revisions(engine)
+    if before == head_revisions():
+        return before, before
     from alembic import command
     from alembic.config import Config
 
@@ -106,7 +113,37 @@ async def migrate(engine: AsyncEngine) -> None:
         command.upgrade(cfg, "head")
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         await conn.run_sync(upgrade)
+    return before, head_revisions()
+
+
+async def schema_problem(engine: AsyncEngine) -> str | None:
+    """Why this build cannot serve the database as it is (None: its schema is current)."""
+    current = await _current_revisions(engine)
+    if current == head_revisions():
+        return None
+    found = ", ".join(sorted(current)) or "none (an empty database)"
+    wanted = ", ".join(sorted(head_revisions()))
+    return (
+        f"the database schema is at revision {found}, this model-go needs {wanted}: "
+        "run `model-go migrate` first (or start without --no-migrate)"
+    )
+
+
+async def prepare(engine: AsyncEngine, auto_migrate: bool) -> None:
+    """Before serving or a command: migrate, or (without auto-migration) check the schema is current."""
+    if auto_migrate:
+        await migrate(engine)
+        return
+    problem = await schema_problem(engine)
+    if problem is not None:
+        raise SchemaNotCurrent(problem)
+
+
+class SchemaNotCurrent(ValueError):
+    """The database needs `model-go migrate` before this build can use it."""
 
 
 async def checkpoint(conn: AsyncConnection) -> None:
