@@ -2,6 +2,9 @@
 
 Only Stripe ids and amounts pass through here; card data never reaches model-go. The secret key
 and the webhook secret are never logged. Stripe amounts are integer cents of the currency.
+
+The SDK is imported on first use: it is 10 MiB of every server's memory otherwise, and most requests
+never pay.
 """
 
 from __future__ import annotations
@@ -9,8 +12,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from typing import Any
-
-import stripe
 
 from model_go.billing.money import MICROS_PER_USD
 
@@ -56,6 +57,8 @@ class StripeGateway:
     """Talks to Stripe's API (or the loopback fake in tests, through `api_base`)."""
 
     def __init__(self, secret_key: str, api_base: str) -> None:
+        import stripe
+
         self._client = stripe.StripeClient(
             secret_key, base_addresses={"api": api_base}, max_network_retries=2
         )
@@ -79,6 +82,8 @@ class StripeGateway:
             "success_url": req.success_url,
             "cancel_url": req.cancel_url,
         }
+        import stripe
+
         try:
             # the SDK's blocking client, off the event loop; its async client needs httpx
             session = await asyncio.to_thread(self._client.v1.checkout.sessions.create, params)  # type: ignore[arg-type]
@@ -93,6 +98,8 @@ def verify_event(payload: bytes, signature: str | None, secret: str) -> dict[str
     """The event, if `payload` (the raw body) carries a valid, fresh Stripe signature with `secret`."""
     if not secret:
         raise SignatureRefused("no webhook secret")
+    import stripe
+
     try:
         event = stripe.Webhook.construct_event(
             payload, signature, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS

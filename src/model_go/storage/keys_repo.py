@@ -1,4 +1,5 @@
-"""The API-key lookup the authenticator falls back to when a key is newer than the snapshot."""
+"""API-key lookups: the authenticator's fallback when a key is newer than the snapshot, and the rows
+the management API reads for a key's bearer."""
 
 from __future__ import annotations
 
@@ -28,3 +29,14 @@ async def active_key(conn: AsyncConnection, key_hash: str) -> Row[Any] | None:
     )
     row: Row[Any] | None = (await conn.execute(query)).first()
     return row
+
+
+async def key_and_owner(
+    conn: AsyncConnection, key_id: int, user_id: int
+) -> tuple[Row[Any] | None, Row[Any] | None]:
+    """The key's row if it is not revoked, and its owner's row, as the management API wants them."""
+    key = (
+        await conn.execute(select(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)))
+    ).first()
+    user = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+    return key, user

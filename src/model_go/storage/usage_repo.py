@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Select, delete, func, select
+from sqlalchemy import Row, Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from model_go.billing import kinds
 from model_go.storage import budgets_repo
-from model_go.storage.tables import usage_logs, users, utcnow
+from model_go.storage.tables import ledger, usage_logs, users, utcnow
 
 
 @dataclass(frozen=True)
@@ -131,3 +132,47 @@ async def idempotent_request(
     )
     row: Row[Any] | None = (await conn.execute(query)).first()  # type: ignore[assignment]
     return row
+
+
+async def write_batch(
+    conn: AsyncConnection,
+    rows: list[dict[str, Any]],
+    debits: list[tuple[int, str, int, datetime | None]],
+) -> dict[int, int]:
+    """The usage writer's flush, in the caller's transaction: each user's balance lowered by the sum
+    of their debits (user id, request id, amount, when), the usage rows, and one `usage` ledger
+    entry per debit. Returns the new balances; a user deleted meanwhile gets neither rows nor
+    entries (their rows are gone by the erasure)."""
+    totals: dict[int, int] = {}
+    for user_id, _request_id, amount, _at in debits:
+        totals[user_id] = totals.get(user_id, 0) + amount
+    new_balances: dict[int, int] = {}
+    for user_id, amount in totals.items():
+        value = await conn.scalar(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(balance_micros=users.c.balance_micros - amount)
+            .returning(users.c.balance_micros)
+        )
+        if value is not None:
+            new_balances[user_id] = int(value)
+    live = set(new_balances) | {r["user_id"] for r in rows if r["user_id"] not in totals}
+    kept = [r for r in rows if r["user_id"] in live]
+    if kept:
+        await conn.execute(insert(usage_logs), kept)
+    entries = [
+        {
+            "user_id": user_id,
+            "request_id": request_id,
+            "kind": kinds.USAGE,
+            "reference": request_id,
+            "amount_micros": -amount,
+            "note": None,
+            "created_at": at or utcnow(),
+        }
+        for user_id, request_id, amount, at in debits
+        if user_id in new_balances
+    ]
+    if entries:
+        await conn.execute(insert(ledger), entries)
+    return new_balances

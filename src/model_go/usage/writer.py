@@ -15,13 +15,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from model_go.billing import kinds
 from model_go.billing.ledger import Debit, Ledger
-from model_go.storage.tables import ledger as ledger_table
-from model_go.storage.tables import usage_logs, users, utcnow
+from model_go.storage import usage_repo
 
 log = logging.getLogger("model_go.usage")
 
@@ -107,41 +104,13 @@ class UsageWriter:
             return len(records)
 
     async def _write(self, records: list[UsageRecord], debits: list[Debit]) -> dict[int, int]:
-        totals: dict[int, int] = defaultdict(int)
-        for debit in debits:
-            totals[debit.user_id] += debit.amount
-        new_balances: dict[int, int] = {}
+        created = {r.request_id: r.created_at for r in records}
         async with self.engine.begin() as conn:
-            for user_id, amount in totals.items():
-                value = await conn.scalar(
-                    update(users)
-                    .where(users.c.id == user_id)
-                    .values(balance_micros=users.c.balance_micros - amount)
-                    .returning(users.c.balance_micros)
-                )
-                if value is not None:
-                    new_balances[user_id] = int(value)
-            live = set(new_balances) | {r.user_id for r in records if r.user_id not in totals}
-            rows = [vars(r) for r in records if r.user_id in live]  # shallow: asdict deep-copies
-            if rows:
-                await conn.execute(insert(usage_logs), rows)
-            created = {r.request_id: r.created_at for r in records}
-            ledger_rows = [
-                {
-                    "user_id": d.user_id,
-                    "request_id": d.request_id,
-                    "kind": kinds.USAGE,
-                    "reference": d.request_id,
-                    "amount_micros": -d.amount,
-                    "note": None,
-                    "created_at": created.get(d.request_id) or utcnow(),
-                }
-                for d in debits
-                if d.user_id in new_balances
-            ]
-            if ledger_rows:
-                await conn.execute(insert(ledger_table), ledger_rows)
-        return new_balances
+            return await usage_repo.write_batch(
+                conn,
+                [vars(r) for r in records],  # shallow: asdict deep-copies
+                [(d.user_id, d.request_id, d.amount, created.get(d.request_id)) for d in debits],
+            )
 
     async def run(self, interval: float) -> None:
         """The flush loop the supervisor owns. Flushes start `interval` apart (start to start, not
