@@ -6,11 +6,15 @@ import csv
 import io
 import random
 import time
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from model_go.security import KeyRing
 from tests.api.conftest import PASSWORD, Api, admin, signup, unique
 from tests.support.gateway import Gateway
 from tests.support.smtp import MailBox
@@ -32,8 +36,29 @@ def sdk(gw: Gateway, key: str, *, local_ip: str, user_agent: str) -> openai.Open
 
 
 def db_bytes(gw: Gateway) -> bytes:
-    files = sorted(gw.data_dir.glob("model-go.db*"))
-    assert files, "no SQLite files found"
+    """The bytes on disk of the gateway's database: the SQLite files, or on PostgreSQL the files of
+    every table, index and TOAST relation of its schema (shared buffers are flushed first)."""
+    if gw.database_url is None:
+        files = sorted(gw.data_dir.glob("model-go.db*"))
+        assert files, "no SQLite files found"
+        return b"".join(f.read_bytes() for f in files)
+
+    async def relation_files(conn: AsyncConnection, _k: KeyRing) -> tuple[str, list[str]]:
+        await conn.exec_driver_sql("CHECKPOINT")  # dirty pages reach the files
+        data_dir = str(await conn.scalar(text("SHOW data_directory")))
+        rows = await conn.execute(
+            text(
+                "SELECT pg_relation_filepath(c.oid) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 'i', 't')"
+                " AND pg_relation_filepath(c.oid) IS NOT NULL"
+            )
+        )
+        return data_dir, [str(r[0]) for r in rows]
+
+    data_dir, paths = gw.db(relation_files)
+    files = [f for rel in paths for f in Path(data_dir).glob(rel + "*") if f.is_file()]
+    assert files, "no PostgreSQL relation files found"
     return b"".join(f.read_bytes() for f in files)
 
 
@@ -155,10 +180,10 @@ def test_signup_to_deletion(api_gw: Gateway, mailbox: MailBox, backend: str) -> 
     server_log = api_gw.output()
     for private in (old_email, new_email, token, key["secret"], PASSWORD, agent):
         assert private not in server_log, f"{private!r} reached the server log"
-    if backend == "sqlite":
-        raw = db_bytes(api_gw)
-        for needle in (old_email, new_email, ip, agent, me["username"]):
-            assert needle.encode() not in raw, f"{needle!r} is still in the database files"
+    # physically gone: not in the SQLite files, nor (after VACUUM FULL) in PostgreSQL's relation files
+    raw = db_bytes(api_gw)
+    for needle in (old_email, new_email, ip, agent, me["username"]):
+        assert needle.encode() not in raw, f"{needle!r} is still in the database files"
 
 
 async def _rows(conn, user_id):  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from model_go.storage import accounts_repo, repo
 from model_go.storage import outbox_repo as outbox
+from model_go.storage.db import vacuum
 from model_go.storage.metadata import utcnow
 
 log = logging.getLogger("model_go.accounts")
@@ -62,13 +63,35 @@ async def erase(conn: AsyncConnection, user_id: int) -> None:
     await repo.bump_version(conn)
 
 
-async def physical_purge(engine: AsyncEngine) -> bool:
-    """SQLite: move the WAL into the file (secure_delete zeroed the freed space) and truncate it.
+# Every table an erasure changes. On PostgreSQL, VACUUM FULL rewrites each into new files (and its
+# indexes), so the old rows' bytes leave the disk with the old files, not only the query results.
+ERASED_TABLES = (
+    "users",
+    "api_keys",
+    "sessions",
+    "email_tokens",
+    "mail_outbox",
+    "consent_events",
+    "policy_deliveries",
+    "tickets",
+    "ticket_messages",
+    "usage_logs",
+)
 
-    A reader holding an old snapshot makes the checkpoint report busy; retry briefly. True when done.
+
+async def physical_purge(engine: AsyncEngine, *, erased: bool = False) -> bool:
+    """Make deleted rows physically gone, not only invisible. True when done.
+
+    SQLite: move the WAL into the file (secure_delete zeroed the freed space) and truncate it; a
+    reader holding an old snapshot makes the checkpoint report busy, so retry briefly.
+    PostgreSQL: after an erasure (`erased`), VACUUM FULL of the tables it touched; after the
+    retention purge, a plain VACUUM of usage_logs (the space is reused, not zeroed: the next
+    erasure's VACUUM FULL rewrites it). Then a CHECKPOINT, so old WAL segments can be recycled.
     """
+    if engine.dialect.name == "postgresql":
+        return await vacuum(engine, ERASED_TABLES if erased else ("usage_logs",), full=erased)
     if engine.dialect.name != "sqlite":
-        return True  # PostgreSQL reclaims dead tuples with (auto)vacuum
+        return True
     for _ in range(50):
         async with engine.connect() as conn:
             result = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).first()

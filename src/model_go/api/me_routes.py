@@ -154,7 +154,7 @@ async def close_account(
     await state.usage.flush()
     async with state.engine.begin() as conn:
         await erasure.scrub_usage(conn, principal.id)
-    await erasure.physical_purge(state.engine)
+    await erasure.physical_purge(state.engine, erased=True)
     message = (
         "Your account is closed: API keys and sessions are revoked and your personal data is erased. "
         "We keep only de-identified billing records (amounts, token counts, models, times), "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import stat
@@ -13,6 +14,8 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+log = logging.getLogger("model_go.storage")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -150,3 +153,30 @@ async def checkpoint(conn: AsyncConnection) -> None:
     """After deleting personal data on SQLite: move the WAL into the file and truncate it."""
     if conn.dialect.name == "sqlite":
         await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+VACUUM_LOCK_TIMEOUT = "5s"  # a table busy longer than this is left to the next purge
+
+
+async def vacuum(engine: AsyncEngine, tables: tuple[str, ...], *, full: bool) -> bool:
+    """PostgreSQL: VACUUM (FULL: rewrite into new files) each table, then CHECKPOINT. True when every
+    table was done; a table locked past VACUUM_LOCK_TIMEOUT is skipped and logged."""
+    done = True
+    async with engine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM refuses a transaction
+        await auto.exec_driver_sql(f"SET lock_timeout = '{VACUUM_LOCK_TIMEOUT}'")
+        for table in tables:
+            try:
+                await auto.exec_driver_sql(f"VACUUM {'FULL ' if full else ''}{table}")
+            except DBAPIError as exc:
+                log.warning(
+                    "VACUUM of %s did not run (%s); the next purge retries", table, type(exc.orig).__name__
+                )
+                done = False
+        try:
+            await auto.exec_driver_sql("CHECKPOINT")
+        except DBAPIError:
+            log.info(
+                "CHECKPOINT needs the pg_checkpoint role; PostgreSQL recycles the WAL on its own schedule"
+            )
+    return done
