@@ -72,6 +72,7 @@ class Attempt:
         attempt's error; once the client has a 200 the stream reports errors itself."""
         health, channel, model = self.upstreams.health, self.channel, self.ctx.model
         try:
+            extra = [*extra, *self._translated()]
             if self.ctx.chat and self.call.stream:
                 await self._stream(receive, send, extra)
             else:
@@ -92,6 +93,13 @@ class Attempt:
             raise
 
     # -- the request --------------------------------------------------------------------------
+
+    def _translated(self) -> Headers:
+        """A dialect's request served through the canonical format: its refusal, or its headers."""
+        dialect, original = self.ctx.dialect, self.ctx.original
+        if dialect is None or original is None or self.passthrough:
+            return []
+        return dialect.translated(original)
 
     def _request(self) -> UpstreamRequest:
         ctx, provider = self.ctx, self.provider
@@ -147,8 +155,8 @@ class Attempt:
         outcome.responding()
         outcome.first_output(ctx.started)
         usage = usage_or_estimate(ctx)
-        if dialect is not None and not self.passthrough:
-            out = dialect.reply(out, ctx.request_id, ctx.model, usage)
+        if dialect is not None and not self.passthrough and ctx.original is not None:
+            out = dialect.reply(out, ctx.request_id, ctx.model, usage, ctx.original)
         cost = ctx.cost(usage) / MICROS_PER_USD  # what the settlement will debit
         out = wire.with_cost(out, cost)
         await send_json(send, 200, out, [*extra, (b"x-modelgo-cost", b"%.6f" % cost)])
@@ -161,7 +169,10 @@ class Attempt:
             return self.provider.stream_translator(self.call), None
         if self.passthrough:
             return dialect.passthrough_stream()
-        egress = dialect.stream(self.ctx.request_id, self.ctx.model, estimate_prompt_tokens(self.call.body))
+        ctx = self.ctx
+        egress = dialect.stream(
+            ctx.request_id, ctx.model, estimate_prompt_tokens(self.call.body), ctx.original or {}
+        )
         return self.provider.stream_translator(self.call), egress
 
     async def _stream(self, receive: Receive, send: Send, extra: Headers) -> None:
