@@ -6,10 +6,14 @@ mid-stream failures."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import codex_cli_bin
 import httpx
 import openai
 import orjson
@@ -24,7 +28,15 @@ from tests.support.gateway import Gateway, drop_pg_database
 from tests.support.mock_anthropic import ANTHROPIC_KEY, TOOL_INPUT, MockAnthropic
 from tests.support.mock_anthropic import INPUT_TOKENS as CLAUDE_INPUT
 from tests.support.mock_lanes import LANE_KEY, PROMPT_TOKENS, TOOL_ARGS, MockLanes
-from tests.support.mock_responses import CACHED, INPUT_TOKENS, REASONING, RESPONSES_KEY, MockResponses
+from tests.support.mock_responses import (
+    CACHED,
+    INPUT_TOKENS,
+    REASONING,
+    RESPONSES_KEY,
+    SCRIPT_COMMAND,
+    SCRIPT_TOKENS,
+    MockResponses,
+)
 from tests.support.mock_responses import TOOL_ARGS as RESP_TOOL_ARGS
 
 LANES = {"gpt-lane": "ok", "gpt-tool": "tool", "gpt-drop": "drop"}
@@ -66,7 +78,12 @@ def _setup(lanes: MockLanes, claude: MockAnthropic, native: MockResponses) -> An
             conn, keyring, name="native", provider="openai", base_url=native.base_url,
             models=list(NATIVE), model_map={"resp-x": "resp-mock"}, api_key=RESPONSES_KEY,
         )  # fmt: skip
-        for model in (*LANES, *CLAUDE, *NATIVE):
+        # the scripted agent upstream: OpenAI-compatible chat, so Codex's requests are translated
+        script_url = native.base_url.replace("/v1", "/script/v1")
+        await channels.add(
+            conn, keyring, name="script", provider="vllm", base_url=script_url, models=["codex-agent"]
+        )
+        for model in (*LANES, *CLAUDE, *NATIVE, "codex-agent"):
             # 1 micro-dollar an input token, 2 an output token, 0.5 a cached input token
             await repo.set_price(
                 conn, model, input_per_1m=1_000_000, output_per_1m=2_000_000, cached_input_per_1m=500_000
@@ -401,3 +418,42 @@ def test_raw_stream_frames_name_their_event(world: World) -> None:
     for block in text.strip().split("\n\n"):
         kind, data = block.split("\n")
         assert orjson.loads(data.removeprefix("data: "))["type"] == kind.removeprefix("event: ")
+
+
+# -- a real agent ----------------------------------------------------------------------------------
+
+
+def test_codex_cli_runs_a_tool_loop_through_model_go(world: World, tmp_path: Path) -> None:
+    """Codex CLI (its default Responses wire, with its hosted web_search tool) against a translated
+    channel: the upstream asks for a shell command, Codex runs it and sends the output back, the
+    upstream answers. Two requests, two usage rows, billed exactly."""
+    _, key, user_id = world.gw.new_user("10")
+    home, work = tmp_path / "codex-home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    (home / "config.toml").write_text(
+        'model = "codex-agent"\n'
+        'model_provider = "modelgo"\n'
+        "[model_providers.modelgo]\n"
+        'name = "model-go"\n'
+        f'base_url = "{world.gw.base_url}/v1"\n'
+        'env_key = "MODELGO_KEY"\n'
+        'wire_api = "responses"\n'
+    )
+    asked = len(world.native.bodies("/script/v1/chat/completions"))
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CODEX_HOME": str(home), "MODELGO_KEY": key}
+    result = subprocess.run(
+        [str(codex_cli_bin.bundled_codex_path()), "exec", "--skip-git-repo-check", "-s", "danger-full-access",
+         "run the check"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "done: modelgo-codex-ok" in result.stdout
+    first, second = world.native.bodies("/script/v1/chat/completions")[asked:]
+    names = [t["function"]["name"] for t in first["tools"]]
+    assert "exec_command" in names and all(t["type"] == "function" for t in first["tools"])
+    tool_message = second["messages"][-1]
+    assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == "call_script_1"
+    assert "modelgo-codex-ok" in tool_message["content"], "Codex did not run the command"
+    assert SCRIPT_COMMAND not in str(first["messages"])
+    check_bill(world, user_id, [bill(*SCRIPT_TOKENS)] * 2)
