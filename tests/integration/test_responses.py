@@ -171,6 +171,19 @@ def test_text_reply_is_a_response_billed_exactly(world: World, model: str) -> No
     check_bill(world, user_id, [cost])
 
 
+def test_a_native_channel_is_held_to_the_output_the_balance_reserved(world: World) -> None:
+    """The passthrough body's max_output_tokens is lowered to what the balance can pay for, as every
+    translated channel's cap is: the settlement can never exceed the reservation."""
+    _, key, user_id = world.gw.new_user("0.001")  # 1,000 micro-dollars
+    response = sdk(world.gw, key).responses.create(model="resp-x", input="short", max_output_tokens=100_000)
+    assert response.output_text == "echo: short"
+    cap = sent_to(world, "resp-x")["max_output_tokens"]
+    assert 256 <= cap < 100_000 and cap * 2 < 1_000  # at least min_output_tokens (256)
+    (row,) = world.gw.wait_for_usage(user_id, 1)
+    assert row.cost_micros == bill(INPUT_TOKENS, 2, CACHED) and row.overrun_micros == 0
+    assert world.gw.balance(user_id) == 1_000 - row.cost_micros
+
+
 STREAM_EVENTS = [
     "response.created",
     "response.in_progress",

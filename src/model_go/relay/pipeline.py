@@ -108,8 +108,11 @@ class Relay:
 
     async def stored_response(self, scope: Scope, receive: Receive, send: Send) -> None:
         """GET / DELETE /v1/responses/{id} and its sub-resources: there is nothing stored to serve."""
-        error = InvalidRequest(NO_STATE.format(name="response_id"), code="unsupported_parameter")
-        await send_error(send, error)
+        try:
+            await self._authenticate(scope)
+            raise InvalidRequest(NO_STATE.format(name="response_id"), code="unsupported_parameter")
+        except GatewayError as exc:
+            await send_error(send, exc)
 
     async def messages_count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Model-go's own estimate (about four characters a token), not the upstream's count: free."""
