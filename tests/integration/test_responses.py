@@ -450,11 +450,11 @@ def test_codex_cli_runs_a_tool_loop_through_model_go(world: World, tmp_path: Pat
         "[model_providers.modelgo]\n"
         'name = "model-go"\n'
         f'base_url = "{world.gw.base_url}/v1"\n'
-        'env_key = "MODEL_GO_KEY"\n'
+        'env_key = "MODELGO_KEY"\n'
         'wire_api = "responses"\n'
     )
     asked = len(world.native.bodies("/script/v1/chat/completions"))
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CODEX_HOME": str(home), "MODEL_GO_KEY": key}
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CODEX_HOME": str(home), "MODELGO_KEY": key}
     result = subprocess.run(
         [str(codex_cli_bin.bundled_codex_path()), "exec", "--skip-git-repo-check", "-s", "danger-full-access",
          "run the check"],
