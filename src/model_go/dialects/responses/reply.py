@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from model_go.dialects.canonical import text_of
 from model_go.errors import GatewayError
 from model_go.wire.canonical import Usage, as_dict, int_or
 
@@ -60,16 +61,6 @@ def finish(response: dict[str, Any], finish_reason: str | None) -> None:
 def failure(response: dict[str, Any], exc: GatewayError) -> None:
     response["status"] = "failed"
     response["error"] = {"code": FAILURE_CODES.get(exc.status, "server_error"), "message": exc.message}
-
-
-def text_of(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):  # some vendors answer with content parts
-        return "".join(
-            p.get("text", "") for p in value if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return ""
 
 
 def reasoning_item(item_id: str, text: str) -> dict[str, Any]:

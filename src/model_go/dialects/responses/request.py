@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_go.dialects.canonical import copy_numbers, copy_stream
 from model_go.errors import InvalidRequest
 from model_go.wire.redirects import ContentPaths, refuse_upstream_redirection
 
@@ -241,13 +242,7 @@ def _format(body: dict[str, Any], out: dict[str, Any]) -> None:
 
 
 def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
-    for name in ("temperature", "top_p"):
-        value = body.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _bad(f"'{name}' must be a number.", name)
-        out[name] = value
+    copy_numbers(body, out)
     cap = body.get("max_output_tokens")
     if cap is not None:
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
@@ -270,11 +265,7 @@ def canonical_request(body: dict[str, Any]) -> dict[str, Any]:
     # the client's own body goes upstream on a native channel: it is what gets filtered
     refuse_upstream_redirection(body, RESPONSES)
     out: dict[str, Any] = {"model": model, "messages": _messages(body)}
-    stream = body.get("stream", False)
-    if stream is not None and not isinstance(stream, bool):
-        raise _bad("'stream' must be a boolean.", "stream")
-    if stream:
-        out["stream"] = True
+    copy_stream(body, out)
     tools = _tools(body)
     if tools:
         out["tools"] = tools

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from model_go.dialects.canonical import first_choice, text_of
 from model_go.dialects.responses import reply
 from model_go.errors import GatewayError
 from model_go.wire.canonical import Usage, as_dict
@@ -73,19 +74,10 @@ class ResponseStream:
             self.started = True
             self.events.emit("response.created", {"response": self.response})
             self.events.emit("response.in_progress", {"response": self.response})
-        for payload in payloads:
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            for choice in (chunk.get("choices") or ()) if isinstance(chunk, dict) else ():
-                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                    continue
-                delta = choice.get("delta")
-                if isinstance(delta, dict):
-                    self._delta(delta)
-                if choice.get("finish_reason"):
-                    self.finish_reason = str(choice["finish_reason"])
+        for delta, finish in first_choice(payloads):
+            self._delta(delta)
+            if finish:
+                self.finish_reason = finish
         return self.events.take()
 
     def end(self, usage: Usage, error: GatewayError | None, cost_usd: float) -> bytes:
@@ -179,10 +171,10 @@ class ResponseStream:
         self._done(call, reply.call_item(item["id"], item["call_id"], item["name"], arguments))
 
     def _delta(self, delta: dict[str, Any]) -> None:
-        reasoning = reply.text_of(delta.get("reasoning_content") or delta.get("reasoning"))
+        reasoning = text_of(delta.get("reasoning_content") or delta.get("reasoning"))
         if reasoning:
             self._text("reasoning", reasoning)
-        text = reply.text_of(delta.get("content")) or reply.text_of(delta.get("refusal"))
+        text = text_of(delta.get("content")) or text_of(delta.get("refusal"))
         if text:
             self._text("message", text)
         for call in delta.get("tool_calls") or ():
