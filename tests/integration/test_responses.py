@@ -6,6 +6,7 @@ mid-stream failures."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Iterator
@@ -433,7 +434,7 @@ def test_raw_stream_frames_name_their_event(world: World) -> None:
         assert orjson.loads(data.removeprefix("data: "))["type"] == kind.removeprefix("event: ")
 
 
-# -- a real agent ----------------------------------------------------------------------------------
+# -- real agents ----------------------------------------------------------------------------------
 
 
 def test_codex_cli_runs_a_tool_loop_through_model_go(world: World, tmp_path: Path) -> None:
@@ -470,3 +471,40 @@ def test_codex_cli_runs_a_tool_loop_through_model_go(world: World, tmp_path: Pat
     assert "modelgo-codex-ok" in tool_message["content"], "Codex did not run the command"
     assert SCRIPT_COMMAND not in str(first["messages"])
     check_bill(world, user_id, [bill(*SCRIPT_TOKENS)] * 2)
+
+
+@pytest.mark.parametrize(
+    ("model", "prompt", "cached"), [("gpt-tool", PROMPT_TOKENS, 0), ("resp-tool", INPUT_TOKENS, CACHED)]
+)
+def test_the_agents_sdk_runs_a_streamed_tool_loop(world: World, model: str, prompt: int, cached: int) -> None:
+    """The OpenAI Agents SDK's Responses model, streamed, calling a Python function tool: on a
+    translated and on a native channel."""
+    from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+
+    set_tracing_disabled(True)  # its traces would go to OpenAI
+    _, key, user_id = world.gw.new_user("10")
+    seen: list[tuple[str, list[int]]] = []
+
+    @function_tool
+    def get_weather(city: str, note: str, days: list[int], unit: str | None = None) -> str:
+        """Weather for a city."""
+        seen.append((city, days))
+        return "sunny"
+
+    async def run() -> tuple[str, list[str]]:
+        client = openai.AsyncOpenAI(base_url=world.gw.base_url + "/v1", api_key=key, max_retries=0)
+        agent = Agent(
+            name="forecaster",
+            instructions="Use the tool.",
+            tools=[get_weather],
+            model=OpenAIResponsesModel(model=model, openai_client=client),
+        )
+        result = Runner.run_streamed(agent, "weather in Paris?")
+        kinds = [event.type async for event in result.stream_events()]
+        await client.close()
+        return str(result.final_output), kinds
+
+    final, kinds = asyncio.run(run())
+    assert final == "tool said: sunny"
+    assert seen == [("Paris", [1, 2])] and "raw_response_event" in kinds
+    check_bill(world, user_id, [bill(prompt, 10, cached), bill(prompt, 3, cached)])
