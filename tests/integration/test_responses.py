@@ -351,7 +351,7 @@ def test_state_is_refused_on_a_translated_channel_and_passed_on_a_native_one(wor
     _, key, user_id = world.gw.new_user("10")
     client = sdk(world.gw, key)
     asked = len(world.lanes.requests)
-    for extra in ({"previous_response_id": "resp_abc"}, {"background": True}, {"conversation": "conv_1"}):
+    for extra in ({"previous_response_id": "resp_abc"}, {"conversation": "conv_1"}):
         with pytest.raises(openai.BadRequestError) as caught:
             client.responses.create(model="gpt-lane", input="again", **extra)  # type: ignore[arg-type]
         error = caught.value.body
@@ -363,9 +363,27 @@ def test_state_is_refused_on_a_translated_channel_and_passed_on_a_native_one(wor
     assert sent_to(world, "resp-x")["previous_response_id"] == "resp_abc"
     resp = httpx.get(world.gw.base_url + "/v1/responses/resp_abc", headers={"Authorization": f"Bearer {key}"})
     assert resp.status_code == 400 and "keeps no prompts or replies" in resp.json()["error"]["message"]
-    rows = world.gw.wait_for_usage(user_id, 4)
-    assert [r.status_code for r in rows].count(400) == 3
+    rows = world.gw.wait_for_usage(user_id, 3)
+    assert sorted(r.status_code for r in rows) == [200, 400, 400]
     assert sum(r.cost_micros for r in rows) == bill(INPUT_TOKENS, 2, CACHED)
+    # background replies are fetched later: nothing to fetch them from, and nothing to meter them by
+    asked = len(world.native.requests)
+    for model in ("gpt-lane", "resp-x"):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.responses.create(model=model, input="later", background=True)
+        assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "background"
+    assert len(world.native.requests) == asked
+
+
+def test_stored_context_is_reserved_as_a_whole_context_window(world: World) -> None:
+    """The upstream prepends what previous_response_id names: the bytes sent bound nothing, so the
+    reservation is the model's whole context window, which a small balance cannot cover."""
+    _, key, user_id = world.gw.new_user("0.001")
+    asked = len(world.native.requests)
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk(world.gw, key).responses.create(model="resp-x", input="more", previous_response_id="resp_abc")
+    assert caught.value.status_code == 402 and len(world.native.requests) == asked
+    assert world.gw.balance(user_id) == 1_000
 
 
 HOSTED = [{"type": "web_search"}, {"type": "code_interpreter", "container": {"type": "auto"}}]

@@ -147,7 +147,6 @@ def test_json_object_and_tool_choice_forms() -> None:
         ({"previous_response_id": "resp_1"}, "previous_response_id"),
         ({"conversation": {"id": "conv_1"}}, "conversation"),
         ({"prompt": {"id": "pmpt_1"}}, "prompt"),
-        ({"background": True}, "background"),
         (
             {"input": [{"type": "item_reference", "id": "msg_1"}, {"role": "user", "content": "x"}]},
             "input[0]",
@@ -168,6 +167,7 @@ def test_state_is_refused_only_when_translated(extra: dict[str, Any], param: str
     ("body", "param"),
     [
         ({"input": "x"}, "model"),
+        ({"model": "m", "input": "x", "background": True}, "background"),
         ({"model": "m"}, "input"),
         ({"model": "m", "input": 3}, "input"),
         ({"model": "m", "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),

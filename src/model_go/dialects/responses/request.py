@@ -2,7 +2,7 @@
 the pipeline bounds and every provider understands. Pure: no I/O, no settings.
 
 What only an upstream that keeps state or runs hosted tools can serve (previous_response_id,
-conversation, background, stored prompts and items, web_search and the other built-in tools) is left
+conversation, stored prompts and items, web_search and the other built-in tools) is left
 out of the canonical body rather than refused here: a native Responses channel takes the client's
 own body. `translated_refusal` and `dropped_tools` decide, once a translated channel was chosen."""
 
@@ -27,7 +27,13 @@ NO_STATE = (
     "model-go keeps no prompts or replies (see its privacy policy), so '{name}' cannot be served on"
     " this model's channel. Send the whole conversation in 'input' instead."
 )
-EFFORTS = frozenset({"minimal", "low", "medium", "high"})
+# a background response is fetched later (GET /v1/responses/{id}): model-go keeps nothing to serve
+# it from, and could not meter the tokens the upstream spends on it meanwhile
+BACKGROUND = (
+    "model-go keeps no prompts or replies (see its privacy policy) and bills each reply as it"
+    " delivers it, so 'background' responses are not supported. Stream the response instead."
+)
+EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh"})
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
 
@@ -262,6 +268,8 @@ def canonical_request(body: dict[str, Any]) -> dict[str, Any]:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("'model' is required.", param="model", code="missing_model")
+    if body.get("background") is True:  # on every channel: its reply would be fetched, and billed, later
+        raise InvalidRequest(BACKGROUND, param="background", code="unsupported_parameter")
     # the client's own body goes upstream on a native channel: it is what gets filtered
     refuse_upstream_redirection(body, RESPONSES)
     out: dict[str, Any] = {"model": model, "messages": _messages(body)}
@@ -283,10 +291,6 @@ def translated_refusal(body: dict[str, Any]) -> InvalidRequest | None:
     for name in STATEFUL_FIELDS:
         if body.get(name) is not None:
             return InvalidRequest(NO_STATE.format(name=name), param=name, code="unsupported_parameter")
-    if body.get("background") is True:
-        return InvalidRequest(
-            NO_STATE.format(name="background"), param="background", code="unsupported_parameter"
-        )
     items = body.get("input")
     for index, item in enumerate(items if isinstance(items, list) else ()):
         if isinstance(item, dict) and item.get("type") == "item_reference":
