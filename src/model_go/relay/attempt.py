@@ -72,7 +72,9 @@ class Attempt:
         attempt's error; once the client has a 200 the stream reports errors itself."""
         health, channel, model = self.upstreams.health, self.channel, self.ctx.model
         try:
-            extra = [*extra, *self._translated()]
+            added = self._translated()
+            if added:
+                extra = [*extra, *added]
             if self.ctx.chat and self.call.stream:
                 await self._stream(receive, send, extra)
             else:
