@@ -157,8 +157,8 @@ class Attempt:
         outcome.responding()
         outcome.first_output(ctx.started)
         usage = usage_or_estimate(ctx)
-        if dialect is not None and not self.passthrough and ctx.original is not None:
-            out = dialect.reply(out, ctx.request_id, ctx.model, usage, ctx.original)
+        if dialect is not None and not self.passthrough:
+            out = dialect.reply(out, ctx.request_id, ctx.model, usage, ctx.original or {})
         cost = ctx.cost(usage) / MICROS_PER_USD  # what the settlement will debit
         out = wire.with_cost(out, cost)
         await send_json(send, 200, out, [*extra, (b"x-modelgo-cost", b"%.6f" % cost)])

@@ -37,7 +37,7 @@ from model_go.billing.reservation import CAP_BYTES, count_images, may_hold_media
 from model_go.dialects import Dialect
 from model_go.dialects.anthropic import AnthropicMessages, count_tokens
 from model_go.dialects.responses import OpenAIResponses
-from model_go.dialects.responses.request import NO_STATE
+from model_go.dialects.responses.request import NOT_STORED
 from model_go.errors import (
     GatewayError,
     InvalidRequest,
@@ -110,7 +110,7 @@ class Relay:
         """GET / DELETE /v1/responses/{id} and its sub-resources: there is nothing stored to serve."""
         try:
             await self._authenticate(scope)
-            raise InvalidRequest(NO_STATE.format(name="response_id"), code="unsupported_parameter")
+            raise InvalidRequest(NOT_STORED, code="unsupported_parameter")
         except GatewayError as exc:
             await send_error(send, exc)
 

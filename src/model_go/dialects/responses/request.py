@@ -27,6 +27,10 @@ NO_STATE = (
     "model-go keeps no prompts or replies (see its privacy policy), so '{name}' cannot be served on"
     " this model's channel. Send the whole conversation in 'input' instead."
 )
+NOT_STORED = (
+    "model-go keeps no prompts or replies (see its privacy policy): there is no stored response to"
+    " read, delete or cancel."
+)
 # a background response is fetched later (GET /v1/responses/{id}): model-go keeps nothing to serve
 # it from, and could not meter the tokens the upstream spends on it meanwhile
 BACKGROUND = (
