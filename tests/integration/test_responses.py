@@ -386,6 +386,18 @@ def test_stored_context_is_reserved_as_a_whole_context_window(world: World) -> N
     assert world.gw.balance(user_id) == 1_000
 
 
+def test_files_stored_upstream_reach_only_a_native_channel(world: World) -> None:
+    _, key, _ = world.gw.new_user("10")
+    client = sdk(world.gw, key)
+    content: Any = [{"type": "input_text", "text": "read"}, {"type": "input_file", "file_id": "file_123"}]
+    response = client.responses.create(model="resp-x", input=[{"role": "user", "content": content}])
+    assert response.output_text == "echo: read"
+    assert sent_to(world, "resp-x")["input"] == [{"role": "user", "content": content}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="claude-x", input=[{"role": "user", "content": content}])
+    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "input[0].content[1]"
+
+
 HOSTED = [{"type": "web_search"}, {"type": "code_interpreter", "container": {"type": "auto"}}]
 
 

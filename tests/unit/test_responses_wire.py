@@ -172,16 +172,12 @@ def test_state_is_refused_only_when_translated(extra: dict[str, Any], param: str
         ({"model": "m", "input": 3}, "input"),
         ({"model": "m", "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
         (
-            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_audio"}]}]},
-            "input[0].content[0]",
-        ),
-        (
-            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_image"}]}]},
+            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": 5}]}]},
             "input[0].content[0].image_url",
         ),
         (
-            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
-            "input[0].content[0]",
+            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_data": ""}]}]},
+            "input[0].content[0].file_data",
         ),
         ({"model": "m", "input": [{"type": "function_call", "name": "f"}]}, "input[0]"),
         ({"model": "m", "input": "x", "max_output_tokens": 0}, "max_output_tokens"),
@@ -458,3 +454,26 @@ def test_an_upstream_failure_event_is_replaced_by_ours() -> None:
     # an upstream that closes without a terminal event ends with our response.failed, too
     out, stream = passthrough([NATIVE.split(b"event: response.completed")[0]])
     assert not stream.finished and events_of(out)[-1].type == "response.failed"
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "input_file", "file_id": "file_1"},
+        {"type": "input_file", "file_url": "https://files.example/a.pdf"},
+        {"type": "input_image", "file_id": "file_2"},
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+    ],
+)
+def test_content_stored_upstream_goes_only_to_a_native_channel(part: dict[str, Any]) -> None:
+    body = {
+        "model": "m",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "see"}, part]}],
+    }
+    assert canonical_request(body)["messages"] == [{"role": "user", "content": "see"}]
+    refusal = translated_refusal(body)
+    assert (
+        refusal is not None
+        and refusal.param == "input[0].content[1]"
+        and refusal.code == "unsupported_content"
+    )

@@ -64,7 +64,7 @@ def _image(part: dict[str, Any], param: str) -> dict[str, Any]:
 def _file(part: dict[str, Any], param: str) -> dict[str, Any]:
     data = part.get("file_data")
     if not isinstance(data, str) or not data:
-        raise _bad(f"'{param}': only files sent inline as 'file_data' are supported here.", param)
+        raise _bad(f"'{param}.file_data' must be the file's base64 data or a data URL.", f"{param}.file_data")
     if not data.startswith("data:"):
         data = "data:application/pdf;base64," + data
     name = part.get("filename")
@@ -74,20 +74,34 @@ def _file(part: dict[str, Any], param: str) -> dict[str, Any]:
     }
 
 
+TEXT_PARTS = frozenset({"input_text", "output_text", "text", "summary_text"})
+
+
+def _translatable(part: dict[str, Any]) -> bool:
+    """False for a part only a Responses upstream can resolve: an image or file by file_id or
+    file_url (stored there), or a part type the chat format has no form for."""
+    kind = part.get("type")
+    if kind == "input_image":
+        return part.get("image_url") is not None
+    if kind == "input_file":
+        return part.get("file_data") is not None
+    return kind in TEXT_PARTS or kind == "refusal"
+
+
 def _part(part: Any, param: str) -> dict[str, Any] | None:
-    kind = part.get("type") if isinstance(part, dict) else None
     if not isinstance(part, dict):
         raise _bad(f"'{param}' must be a content part object.", param)
-    if kind in ("input_text", "output_text", "text", "summary_text"):
+    kind = part.get("type")
+    if not _translatable(part):
+        return None  # a native channel takes it in the client's body; translated_refusal names it
+    if kind in TEXT_PARTS:
         text = _text(part.get("text"), f"{param}.text")
         return {"type": "text", "text": text} if text else None
     if kind == "refusal":
         return {"type": "text", "text": _text(part.get("refusal"), f"{param}.refusal")}
     if kind == "input_image":
         return _image(part, param)
-    if kind == "input_file":
-        return _file(part, param)
-    raise _bad(f"'{param}': content parts of type {kind!r} are not supported here.", param)
+    return _file(part, param)
 
 
 def _content(content: Any, param: str) -> str | list[dict[str, Any]]:
@@ -289,19 +303,38 @@ def canonical_request(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def translated_refusal(body: dict[str, Any]) -> InvalidRequest | None:
-    """What stops a request from being served through the canonical format: state model-go would
-    have to keep, or a hosted tool the client forces."""
-    for name in STATEFUL_FIELDS:
-        if body.get(name) is not None:
-            return InvalidRequest(NO_STATE.format(name=name), param=name, code="unsupported_parameter")
-    items = body.get("input")
+def _untranslatable_input(items: Any) -> InvalidRequest | None:
     for index, item in enumerate(items if isinstance(items, list) else ()):
-        if isinstance(item, dict) and item.get("type") == "item_reference":
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "item_reference":
             param = f"input[{index}]"
             return InvalidRequest(
                 NO_STATE.format(name="item_reference"), param=param, code="unsupported_parameter"
             )
+        content = item.get("content") if item.get("type", "message") == "message" else None
+        for position, part in enumerate(content if isinstance(content, list) else ()):
+            if isinstance(part, dict) and not _translatable(part):
+                param = f"input[{index}].content[{position}]"
+                return InvalidRequest(
+                    f"'{param}' ({part.get('type')!r} by file_id or file_url, or a type the chat format"
+                    " lacks) can only be served by a channel speaking the Responses API itself; send"
+                    " images as image_url and files inline as file_data.",
+                    param=param,
+                    code="unsupported_content",
+                )
+    return None
+
+
+def translated_refusal(body: dict[str, Any]) -> InvalidRequest | None:
+    """What stops a request from being served through the canonical format: state model-go would
+    have to keep, content stored upstream, or a hosted tool the client forces."""
+    for name in STATEFUL_FIELDS:
+        if body.get(name) is not None:
+            return InvalidRequest(NO_STATE.format(name=name), param=name, code="unsupported_parameter")
+    refusal = _untranslatable_input(body.get("input"))
+    if refusal is not None:
+        return refusal
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") not in (None, "function", "allowed_tools"):
         return InvalidRequest(
