@@ -71,20 +71,23 @@ def _setup(lanes: MockLanes, claude: MockAnthropic, native: MockResponses) -> An
                 conn, keyring, name=f"lane-{lane}", provider="vllm", base_url=lanes.lane_url(lane),
                 models=[model], api_key=LANE_KEY,
             )  # fmt: skip
+        # "mixed" is on both: the Anthropic channel first (priority 1), the native one second
         await channels.add(
             conn, keyring, name="claude", provider="anthropic", base_url=claude.base_url,
-            models=list(CLAUDE), model_map={"claude-x": "claude-mock"}, api_key=ANTHROPIC_KEY,
+            models=[*CLAUDE, "mixed"], model_map={"claude-x": "claude-mock", "mixed": "claude-mock"},
+            api_key=ANTHROPIC_KEY, priority=1,
         )  # fmt: skip
         await channels.add(
             conn, keyring, name="native", provider="openai", base_url=native.base_url,
-            models=list(NATIVE), model_map={"resp-x": "resp-mock"}, api_key=RESPONSES_KEY,
+            models=[*NATIVE, "mixed"], model_map={"resp-x": "resp-mock", "mixed": "resp-mock"},
+            api_key=RESPONSES_KEY,
         )  # fmt: skip
         # the scripted agent upstream: OpenAI-compatible chat, so Codex's requests are translated
         script_url = native.base_url.replace("/v1", "/script/v1")
         await channels.add(
             conn, keyring, name="script", provider="vllm", base_url=script_url, models=["codex-agent"]
         )
-        for model in (*LANES, *CLAUDE, *NATIVE, "codex-agent"):
+        for model in (*LANES, *CLAUDE, *NATIVE, "mixed", "codex-agent"):
             # 1 micro-dollar an input token, 2 an output token, 0.5 a cached input token
             await repo.set_price(
                 conn, model, input_per_1m=1_000_000, output_per_1m=2_000_000, cached_input_per_1m=500_000
@@ -396,6 +399,20 @@ def test_files_stored_upstream_reach_only_a_native_channel(world: World) -> None
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="claude-x", input=[{"role": "user", "content": content}])
     assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "input[0].content[1]"
+
+
+def test_a_model_on_both_kinds_of_channel_sends_stored_state_to_the_native_one(world: World) -> None:
+    _, key, user_id = world.gw.new_user("10")
+    client = sdk(world.gw, key)
+    claude_before, native_before = len(world.claude.requests), len(world.native.requests)
+    assert client.responses.create(model="mixed", input="first").output_text == "echo: first"
+    assert (len(world.claude.requests), len(world.native.requests)) == (claude_before + 1, native_before)
+    again = client.responses.create(model="mixed", input="second", previous_response_id="resp_abc")
+    assert again.output_text == "echo: second"
+    assert (len(world.claude.requests), len(world.native.requests)) == (claude_before + 1, native_before + 1)
+    assert sent_to(world, "resp-x")["previous_response_id"] == "resp_abc"
+    rows = world.gw.wait_for_usage(user_id, 2)
+    assert [(r.status_code, r.attempts) for r in rows] == [(200, 1), (200, 1)]
 
 
 HOSTED = [{"type": "web_search"}, {"type": "code_interpreter", "container": {"type": "auto"}}]

@@ -378,7 +378,7 @@ class Relay:
     ) -> None:
         """Try candidates in order; fail over only before anything reached the client."""
         settings, health = self.settings, self.state.health
-        channels = ctx.channels
+        channels = self._channels_for(ctx)
         deadline = time.monotonic() + settings.upstream_total_timeout
         last_error: GatewayError | None = None
         skipped = False
@@ -418,6 +418,19 @@ class Relay:
         if skipped:
             raise health.refusal(channels, ctx.model)
         raise UpstreamTimeout("The upstream provider did not answer in time.")
+
+    def _channels_for(self, ctx: Context) -> list[Channel]:
+        """The model's channels, but for a dialect request that only a channel speaking the dialect
+        can serve (say, a Responses request naming stored state) only those, when the model has any;
+        when it has none, the first attempt refuses the request with the reason."""
+        dialect, original = ctx.dialect, ctx.original
+        if dialect is None or original is None:
+            return ctx.channels
+        try:
+            dialect.translated(original)
+        except GatewayError:
+            return [c for c in ctx.channels if dialect.passthrough(c.provider)] or ctx.channels
+        return ctx.channels
 
     # -- money and the usage row ------------------------------------------------------------
 
