@@ -484,16 +484,13 @@ def test_raw_stream_frames_name_their_event(world: World) -> None:
 # -- real agents ----------------------------------------------------------------------------------
 
 
-def test_codex_cli_runs_a_tool_loop_through_model_go(world: World, tmp_path: Path) -> None:
-    """Codex CLI (its default Responses wire, with its hosted web_search tool) against a translated
-    channel: the upstream asks for a shell command, Codex runs it and sends the output back, the
-    upstream answers. Two requests, two usage rows, billed exactly."""
-    _, key, user_id = world.gw.new_user("10")
+def codex_exec(world: World, tmp_path: Path, model: str, key: str) -> subprocess.CompletedProcess[str]:
+    """`codex exec` with model-go as its provider, in a fresh CODEX_HOME and working directory."""
     home, work = tmp_path / "codex-home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
     (home / "config.toml").write_text(
-        'model = "codex-agent"\n'
+        f'model = "{model}"\n'
         'model_provider = "modelgo"\n'
         "[model_providers.modelgo]\n"
         'name = "model-go"\n'
@@ -501,7 +498,6 @@ def test_codex_cli_runs_a_tool_loop_through_model_go(world: World, tmp_path: Pat
         'env_key = "MODELGO_KEY"\n'
         'wire_api = "responses"\n'
     )
-    asked = len(world.native.bodies("/script/v1/chat/completions"))
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CODEX_HOME": str(home), "MODELGO_KEY": key}
     result = subprocess.run(
         [str(codex_cli_bin.bundled_codex_path()), "exec", "--skip-git-repo-check", "-s", "danger-full-access",
@@ -509,6 +505,16 @@ def test_codex_cli_runs_a_tool_loop_through_model_go(world: World, tmp_path: Pat
         cwd=work, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def test_codex_cli_runs_a_tool_loop_through_a_translated_channel(world: World, tmp_path: Path) -> None:
+    """Codex CLI (its default Responses wire, with its hosted web_search tool) against a translated
+    channel: the upstream asks for a shell command, Codex runs it and sends the output back, the
+    upstream answers. Two requests, two usage rows, billed exactly."""
+    _, key, user_id = world.gw.new_user("10")
+    asked = len(world.native.bodies("/script/v1/chat/completions"))
+    result = codex_exec(world, tmp_path, "codex-agent", key)
     assert "done: modelgo-codex-ok" in result.stdout
     first, second = world.native.bodies("/script/v1/chat/completions")[asked:]
     names = [t["function"]["name"] for t in first["tools"]]
@@ -518,6 +524,21 @@ def test_codex_cli_runs_a_tool_loop_through_model_go(world: World, tmp_path: Pat
     assert "modelgo-codex-ok" in tool_message["content"], "Codex did not run the command"
     assert SCRIPT_COMMAND not in str(first["messages"])
     check_bill(world, user_id, [bill(*SCRIPT_TOKENS)] * 2)
+
+
+def test_codex_cli_through_a_native_channel_keeps_its_own_request(world: World, tmp_path: Path) -> None:
+    """On a native channel Codex's body arrives as Codex sent it (hosted tools, include, store),
+    with only the model name and the output cap set."""
+    _, key, user_id = world.gw.new_user("10")
+    result = codex_exec(world, tmp_path, "resp-x", key)
+    assert "echo: run the check" in result.stdout
+    sent = sent_to(world, "resp-x")
+    assert sent["model"] == "resp-mock" and sent["stream"] is True and sent["store"] is False
+    assert {"type": "web_search"}.items() <= next(
+        t for t in sent["tools"] if t["type"] == "web_search"
+    ).items()
+    assert isinstance(sent["max_output_tokens"], int) and sent["include"] == ["reasoning.encrypted_content"]
+    check_bill(world, user_id, [bill(INPUT_TOKENS, 4, CACHED)])
 
 
 @pytest.mark.parametrize(
