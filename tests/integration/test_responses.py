@@ -470,11 +470,12 @@ def test_raw_stream_frames_name_their_event(world: World) -> None:
     with httpx.stream(
         "POST",
         world.gw.base_url + "/v1/responses",
-        json={"model": "gpt-lane", "input": "a b", "stream": True},
+        json={"model": "gpt-lane", "input": "a b", "stream": True, "tools": [{"type": "web_search"}]},
         headers={"Authorization": f"Bearer {key}"},
         timeout=30,
     ) as resp:
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+        assert resp.headers["x-modelgo-dropped-tools"] == "web_search"
         text = resp.read().decode()
     for block in text.strip().split("\n\n"):
         kind, data = block.split("\n")
