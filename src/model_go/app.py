@@ -42,6 +42,9 @@ RELAY_ROUTES = (
     RelayRoute("/v1/models", "models", ("GET",)),
     RelayRoute("/v1/messages", "messages", ("POST",), any_method=True),
     RelayRoute("/v1/messages/count_tokens", "messages_count_tokens", ("POST",), any_method=True),
+    RelayRoute("/v1/responses", "responses", ("POST",)),
+    # model-go stores no responses: reading, deleting or cancelling one is refused with the reason
+    RelayRoute("/v1/responses/{response_id:path}", "stored_response", (), any_method=True),
 )
 FAST_ROUTES = {(method, r.path): r.handler for r in RELAY_ROUTES for method in r.methods}
 

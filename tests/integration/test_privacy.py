@@ -69,6 +69,11 @@ def test_canary_never_persisted_or_logged(fresh_gateway: Gateway) -> None:
             pass
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model=canary, messages=msg)  # type: ignore[arg-type]
+    # the Responses route: its refusals, and an OpenAI channel without /responses (an upstream 404)
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="gpt-mock", input=f"secret {canary}", background=True)
+    with pytest.raises(openai.APIStatusError):
+        client.responses.create(model="gpt-mock", input=f"secret {canary}", metadata={"note": canary})
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     for raw in (
         f'{{"model": "gpt-mock", "messages": [{canary}'.encode(),
@@ -86,7 +91,7 @@ def test_canary_never_persisted_or_logged(fresh_gateway: Gateway) -> None:
         json={"model": "mock-slow-stream", "stream": True, "messages": msg},
     ) as resp:
         next(resp.iter_lines())  # then hang up mid-stream
-    gw.wait_for_usage(user_id, 5)
+    gw.wait_for_usage(user_id, 6)
     gw.stop_gracefully()
 
     stored = database_text(gw)

@@ -103,3 +103,14 @@ def test_shipped_catalogue_finds_dated_and_prefixed_names() -> None:
     assert catalogue.lookup("claude-sonnet-4-5-20250929").max_output_tokens == 64_000
     assert catalogue.lookup("gpt-4oo") == catalogue.default  # a prefix must end at a separator
     assert catalogue.lookup("my-alias", "gpt-4o").max_output_tokens == 16_384  # the upstream's name
+
+
+def test_context_the_upstream_stored_is_bounded_by_the_context_window() -> None:
+    """A Responses request naming an earlier response, a conversation, a stored prompt or a stored
+    item makes the upstream add tokens the bytes do not show."""
+    plain = {"model": "m", "input": "more"}
+    assert _bound(plain) < 100
+    for extra in ({"previous_response_id": "r"}, {"conversation": "c"}, {"prompt": {"id": "p"}}):
+        assert _bound({**plain, **extra}) == SPEC.context_length
+    referenced = {"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}
+    assert _bound(referenced) == SPEC.context_length

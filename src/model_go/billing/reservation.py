@@ -5,7 +5,9 @@ taken from the bytes that go upstream (a byte-level BPE token covers at least on
 that a media part counts as the catalogue's most tokens for it, not as its JSON size: a 21-byte
 `{"type": "image_url"}` can cost 85+ tokens, and a 2 MB base64 image far fewer than 2M. A part that
 points at a document or audio elsewhere has no size to go by: it is bounded by the context window.
-No prompt is billed beyond the model's context window, so that caps the whole bound too.
+No prompt is billed beyond the model's context window, so that caps the whole bound too; it is also
+the bound of a Responses request that makes the upstream add context it stored (previous_response_id,
+conversation, a stored prompt, item_reference items).
 
 The output side is the client's max_tokens, else the model's max output; model-go sends the
 upstream exactly that cap, so an upstream that honours caps cannot cost more than was reserved.
@@ -28,8 +30,16 @@ OTHER_MEDIA_PARTS = frozenset({"input_audio", "file", "document", "input_file", 
 _INLINE_FIELDS = ("data", "file_data", "input_audio", "source")
 
 
+# A Responses request naming context the upstream stored (an earlier response, a conversation, a
+# stored prompt) makes the upstream prepend it: the bytes sent say nothing of its size.
+STORED_CONTEXT = ("previous_response_id", "conversation", "prompt")
+STORED_PARTS = frozenset({"item_reference"})
+
+
 def prompt_bound(body: dict[str, Any], raw_size: int, spec: ModelSpec) -> int:
     """Worst-case prompt tokens of a request whose upstream bytes are `raw_size` long."""
+    if "input" in body and any(body.get(name) is not None for name in STORED_CONTEXT):
+        return spec.context_length
     media_bytes, media_tokens = _media(body.get("messages") or body.get("input"), spec, 0)
     system = body.get("system")  # Anthropic's top-level system blocks may hold documents too
     if isinstance(system, list):
@@ -54,6 +64,8 @@ def _media(value: Any, spec: ModelSpec, depth: int) -> tuple[int, int]:
     kind = value.get("type")
     if kind in IMAGE_PARTS:
         return _json_size(value), spec.image_tokens
+    if kind in STORED_PARTS:
+        return _json_size(value), spec.context_length
     if kind in OTHER_MEDIA_PARTS:
         size = _json_size(value)
         inline = any(_carries_bytes(value.get(name)) for name in _INLINE_FIELDS)

@@ -2,7 +2,7 @@
 
 The pipeline works in the canonical (OpenAI chat) format; a dialect converts the request in and the
 reply, the stream and the errors out. OpenAI's own routes have no dialect: their bytes pass through
-untouched. One package per dialect (anthropic/), each pure: no I/O, no settings.
+untouched. One package per dialect (anthropic/, responses/), each pure: no I/O, no settings.
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ class Dialect(Protocol):
         it is and the upstream's reply comes back as it is (usage still read on the way)."""
         ...
 
+    def translated(self, original: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+        """Before the request goes to a channel that does not speak the dialect (through the canonical
+        format): raises when the request needs what only such a channel serves; else the reply's
+        extra headers (e.g. the hosted tools left out)."""
+        ...
+
     def passthrough_request(
         self, provider: Provider, channel: Channel, call: Call, original: dict[str, Any]
     ) -> UpstreamRequest:
@@ -52,8 +58,10 @@ class Dialect(Protocol):
 
     def error_json(self, exc: GatewayError) -> bytes: ...
 
-    def reply(self, completion: bytes, request_id: str, model: str, usage: Usage) -> bytes:
-        """A canonical chat.completion as this dialect's whole reply."""
+    def reply(
+        self, completion: bytes, request_id: str, model: str, usage: Usage, original: dict[str, Any]
+    ) -> bytes:
+        """A canonical chat.completion as this dialect's whole reply (`original`: the client's body)."""
         ...
 
-    def stream(self, request_id: str, model: str, input_tokens: int) -> Egress: ...
+    def stream(self, request_id: str, model: str, input_tokens: int, original: dict[str, Any]) -> Egress: ...

@@ -72,6 +72,9 @@ class Attempt:
         attempt's error; once the client has a 200 the stream reports errors itself."""
         health, channel, model = self.upstreams.health, self.channel, self.ctx.model
         try:
+            added = self._translated()
+            if added:
+                extra = [*extra, *added]
             if self.ctx.chat and self.call.stream:
                 await self._stream(receive, send, extra)
             else:
@@ -92,6 +95,13 @@ class Attempt:
             raise
 
     # -- the request --------------------------------------------------------------------------
+
+    def _translated(self) -> Headers:
+        """A dialect's request served through the canonical format: its refusal, or its headers."""
+        dialect, original = self.ctx.dialect, self.ctx.original
+        if dialect is None or original is None or self.passthrough:
+            return []
+        return dialect.translated(original)
 
     def _request(self) -> UpstreamRequest:
         ctx, provider = self.ctx, self.provider
@@ -152,7 +162,7 @@ class Attempt:
         outcome.first_output(ctx.started)
         usage = usage_or_estimate(ctx)
         if dialect is not None and not self.passthrough:
-            out = dialect.reply(out, ctx.request_id, ctx.model, usage)
+            out = dialect.reply(out, ctx.request_id, ctx.model, usage, ctx.original or {})
         cost = ctx.cost(usage) / MICROS_PER_USD  # what the settlement will debit
         out = wire.with_cost(out, cost)
         headers = [*extra, (b"x-modelgo-cost", b"%.6f" % cost), outcome.overhead_header(ctx.started)]
@@ -166,7 +176,10 @@ class Attempt:
             return self.provider.stream_translator(self.call), None
         if self.passthrough:
             return dialect.passthrough_stream()
-        egress = dialect.stream(self.ctx.request_id, self.ctx.model, estimate_prompt_tokens(self.call.body))
+        ctx = self.ctx
+        egress = dialect.stream(
+            ctx.request_id, ctx.model, estimate_prompt_tokens(self.call.body), ctx.original or {}
+        )
         return self.provider.stream_translator(self.call), egress
 
     async def _stream(self, receive: Receive, send: Send, extra: Headers) -> None:

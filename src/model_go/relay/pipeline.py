@@ -8,10 +8,10 @@ circuits, channels just disabled); fail over only before the first byte reached 
 `max_attempts` and the total deadline. Each try is one Attempt (relay/attempt.py), which tells the
 health how it went.
 
-A route with a dialect (Anthropic's /v1/messages, dialects/anthropic) converts its request to the
-canonical OpenAI format on the way in and the reply, stream and errors back on the way out; the rest
-is shared. On a channel that speaks the dialect itself (an Anthropic channel), the client's body goes
-upstream and the reply comes back untranslated.
+A route with a dialect (Anthropic's /v1/messages, OpenAI's /v1/responses: dialects/) converts its
+request to the canonical OpenAI format on the way in and the reply, stream and errors back on the way
+out; the rest is shared. On a channel that speaks the dialect itself (Anthropic, OpenAI), the
+client's body goes upstream and the reply comes back untranslated.
 
 Nothing here touches the database on the way: keys, channels and prices come from the in-memory
 snapshot (a key newer than the snapshot costs one lookup, relay/auth.py), money from the ledger, the
@@ -34,7 +34,16 @@ from model_go.billing.pricing import Price
 from model_go.billing.reservation import CAP_BYTES, count_images, may_hold_media, prompt_bound
 from model_go.dialects import Dialect
 from model_go.dialects.anthropic import AnthropicMessages, count_tokens
-from model_go.errors import GatewayError, MethodNotAllowed, NotFound, PermissionDenied, UpstreamTimeout
+from model_go.dialects.responses import OpenAIResponses
+from model_go.dialects.responses.request import NOT_STORED
+from model_go.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PermissionDenied,
+    UpstreamTimeout,
+)
 from model_go.providers import REGISTRY
 from model_go.providers.base import Channel
 from model_go.relay.asgi import Receive, Scope, Send, encode_headers, header, read_body, send_error, send_json
@@ -62,6 +71,7 @@ class Relay:
         self.state = state
         self.settings = state.settings
         self.anthropic = AnthropicMessages()
+        self.openai_responses = OpenAIResponses()
         self.upstreams = Upstreams(
             transport=state.transport, health=state.health, keepalive_seconds=state.settings.keepalive_seconds
         )
@@ -82,6 +92,17 @@ class Relay:
             await self._send_error(send, error, self.anthropic, [])
             return
         await self._guard(scope, receive, send, "messages", self.anthropic)
+
+    async def responses(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._guard(scope, receive, send, "responses", self.openai_responses)
+
+    async def stored_response(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """GET / DELETE /v1/responses/{id} and its sub-resources: there is nothing stored to serve."""
+        try:
+            await self._authenticate(scope)
+            raise InvalidRequest(NOT_STORED, code="unsupported_parameter")
+        except GatewayError as exc:
+            await send_error(send, exc)
 
     async def messages_count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Model-go's own estimate (about four characters a token), not the upstream's count: free."""
@@ -390,7 +411,7 @@ class Relay:
     ) -> None:
         """Try candidates in order; fail over only before anything reached the client."""
         settings, health = self.settings, self.state.health
-        channels = ctx.channels
+        channels = self._channels_for(ctx)
         deadline = time.monotonic() + settings.upstream_total_timeout
         last_error: GatewayError | None = None
         skipped = False
@@ -432,6 +453,19 @@ class Relay:
         if skipped:
             raise health.refusal(channels, ctx.model)
         raise UpstreamTimeout("The upstream provider did not answer in time.")
+
+    def _channels_for(self, ctx: Context) -> list[Channel]:
+        """The model's channels, but for a dialect request that only a channel speaking the dialect
+        can serve (say, a Responses request naming stored state) only those, when the model has any;
+        when it has none, the first attempt refuses the request with the reason."""
+        dialect, original = ctx.dialect, ctx.original
+        if dialect is None or original is None:
+            return ctx.channels
+        try:
+            dialect.translated(original)
+        except GatewayError:
+            return [c for c in ctx.channels if dialect.passthrough(c.provider)] or ctx.channels
+        return ctx.channels
 
     # -- money and the usage row ------------------------------------------------------------
 

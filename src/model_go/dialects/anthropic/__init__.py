@@ -31,6 +31,9 @@ class AnthropicMessages:
     def passthrough(self, provider: str) -> bool:
         return provider == own.PROVIDER
 
+    def translated(self, original: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+        return []  # every Messages feature model-go accepts has a canonical form
+
     def passthrough_request(
         self, provider: Provider, channel: Channel, call: Call, original: dict[str, Any]
     ) -> UpstreamRequest:
@@ -45,10 +48,14 @@ class AnthropicMessages:
     def error_json(self, exc: GatewayError) -> bytes:
         return replies.error_json(exc)
 
-    def reply(self, completion: bytes, request_id: str, model: str, usage: Usage) -> bytes:
+    def reply(
+        self, completion: bytes, request_id: str, model: str, usage: Usage, original: dict[str, Any]
+    ) -> bytes:
         return replies.message_json(completion, message_id(request_id), model, usage)
 
-    def stream(self, request_id: str, model: str, input_tokens: int) -> replies.MessageStream:
+    def stream(
+        self, request_id: str, model: str, input_tokens: int, original: dict[str, Any]
+    ) -> replies.MessageStream:
         return replies.MessageStream(message_id(request_id), model, input_tokens)
 
 

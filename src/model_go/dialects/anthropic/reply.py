@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from model_go.dialects.canonical import first_choice, text_of
 from model_go.errors import GatewayError
 from model_go.wire.canonical import Usage, as_dict
 
@@ -75,22 +76,12 @@ def tool_input(arguments: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):  # some vendors answer with content parts
-        return "".join(
-            p.get("text", "") for p in value if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return ""
-
-
 def _content(message: dict[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
         blocks.append({"type": "thinking", "thinking": reasoning, "signature": ""})
-    text = _text(message.get("content")) or _text(message.get("refusal"))
+    text = text_of(message.get("content")) or text_of(message.get("refusal"))
     if text:
         blocks.append({"type": "text", "text": text})
     for index, call in enumerate(message.get("tool_calls") or ()):
@@ -149,20 +140,10 @@ class MessageStream:
         out: list[bytes] = []
         if not self.started:
             self._start(out)
-        for payload in payloads:
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            for choice in (chunk.get("choices") or ()) if isinstance(chunk, dict) else ():
-                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                    continue
-                delta = choice.get("delta")
-                if isinstance(delta, dict):
-                    self._delta(delta, out)
-                finish = choice.get("finish_reason")
-                if finish:
-                    self.stop_reason = STOP_REASONS.get(str(finish), "end_turn")
+        for delta, finish in first_choice(payloads):
+            self._delta(delta, out)
+            if finish:
+                self.stop_reason = STOP_REASONS.get(finish, "end_turn")
         return b"".join(out)
 
     def end(self, usage: Usage, error: GatewayError | None, cost_usd: float) -> bytes:
@@ -224,7 +205,7 @@ class MessageStream:
             if self.open_kind != "thinking":
                 self._open({"type": "thinking", "thinking": "", "signature": ""}, out)
             self._block_delta(self.index, {"type": "thinking_delta", "thinking": reasoning}, out)
-        text = _text(delta.get("content")) or _text(delta.get("refusal"))
+        text = text_of(delta.get("content")) or text_of(delta.get("refusal"))
         if text:
             if self.open_kind != "text":
                 self._open({"type": "text", "text": ""}, out)

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from model_go.dialects.canonical import copy_numbers, copy_stream
 from model_go.errors import InvalidRequest
 from model_go.wire.redirects import ANTHROPIC, refuse_upstream_redirection
 
@@ -242,13 +243,7 @@ def _tool_choice(body: dict[str, Any], out: dict[str, Any]) -> None:
 
 
 def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
-    for name in ("temperature", "top_p"):
-        value = body.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _bad(f"'{name}' must be a number.", name)
-        out[name] = value
+    copy_numbers(body, out)
     stops = body.get("stop_sequences")
     if stops is not None:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
@@ -278,11 +273,7 @@ def canonical_request(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
     system = _system(body.get("system"))
     out["messages"] = [system, *_messages(body)] if system else _messages(body)
-    stream = body.get("stream", False)
-    if stream is not None and not isinstance(stream, bool):
-        raise _bad("'stream' must be a boolean.", "stream")
-    if stream:
-        out["stream"] = True
+    copy_stream(body, out)
     tools = _tools(body)
     if tools:
         out["tools"] = tools
