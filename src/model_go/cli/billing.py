@@ -14,11 +14,11 @@ from typing import Annotated, TypeVar
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import Progress, TaskID
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from model_go.billing.money import micros_to_usd, parse_usd
+from model_go.cli.common import progress_on_stderr
 from model_go.errors import GatewayError
 from model_go.security import KeyRing
 from model_go.services import billing, codes
@@ -127,15 +127,12 @@ def ledger_verify(
     """Check every balance against its ledger and every usage row against its debit (exit 1 if not)."""
 
     async def work(engine: AsyncEngine, _k: KeyRing, settings: Settings) -> billing.VerifyReport:
-        with Progress(console=err, transient=True, disable=as_json) as progress:
-            tasks: dict[str, TaskID] = {}
-
-            def update(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = progress.add_task(f"checking {phase}", total=total)
-                progress.update(tasks[phase], completed=done)
-
-            return await billing.verify(engine, settings.usage_retention_days, update)
+        with progress_on_stderr(disable=as_json) as update:
+            return await billing.verify(
+                engine,
+                settings.usage_retention_days,
+                lambda phase, done, total: update(f"checking {phase}", done, total),
+            )
 
     report = _run(work)
     if as_json:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, TaskID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.errors import GatewayError
@@ -64,3 +66,18 @@ def split_models(text: str | None) -> list[str] | None:
     if text is None:
         return None
     return [m.strip() for m in text.split(",") if m.strip()]
+
+
+@contextmanager
+def progress_on_stderr(disable: bool = False) -> Iterator[Callable[[str, int, int], None]]:
+    """A `(step, done, total)` callback that draws one rich progress bar per step on stderr while
+    a long operation runs (gone when it ends; stdout stays clean for the result)."""
+    with Progress(console=err, transient=True, disable=disable) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def update(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        yield update

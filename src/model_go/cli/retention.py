@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from model_go.cli.common import err, fail, out
+from model_go.cli.common import err, fail, out, progress_on_stderr
 from model_go.settings import Settings
 from model_go.storage.db import make_engine, prepare
 
@@ -24,7 +24,8 @@ def retention_run() -> None:
         engine = make_engine(settings.resolved_database_url(), pool=False)
         try:
             await prepare(engine, settings.auto_migrate)
-            return await retention.run(engine, settings.usage_retention_days)
+            with progress_on_stderr() as update:
+                return await retention.run(engine, settings.usage_retention_days, update)
         finally:
             await engine.dispose()
 

@@ -97,6 +97,10 @@ async def daily_summary(conn: AsyncConnection, user_id: int, days: int) -> dict[
     }
 
 
+async def count_older_than(conn: AsyncConnection, cutoff: datetime) -> int:
+    return int(await conn.scalar(select(func.count()).where(usage_logs.c.created_at < cutoff)) or 0)
+
+
 async def delete_older_than(conn: AsyncConnection, cutoff: datetime, limit: int) -> int:
     """Delete up to `limit` usage rows created before `cutoff`; how many went."""
     ids = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -30,15 +31,26 @@ class PurgeResult:
     purged_physically: bool
 
 
-async def purge_usage(engine: AsyncEngine, days: int) -> int:
+Progress = Callable[[str, int, int], None]  # (step, done, total)
+
+
+def _silent(_step: str, _done: int, _total: int) -> None:
+    return None
+
+
+async def purge_usage(engine: AsyncEngine, days: int, progress: Progress = _silent) -> int:
     cutoff = utcnow() - timedelta(days=days)
+    async with engine.connect() as conn:
+        total = await usage_repo.count_older_than(conn, cutoff)
     removed = 0
+    progress("deleting usage rows", 0, total)
     while True:
         async with engine.begin() as conn:
             batch = await usage_repo.delete_older_than(conn, cutoff, BATCH)
         if not batch:
             return removed
         removed += batch
+        progress("deleting usage rows", removed, max(total, removed))
 
 
 async def tidy(engine: AsyncEngine, days: int) -> None:
@@ -49,12 +61,19 @@ async def tidy(engine: AsyncEngine, days: int) -> None:
         await sessions.purge_expired(conn)
 
 
-async def run(engine: AsyncEngine, days: int) -> PurgeResult:
+async def run(engine: AsyncEngine, days: int, progress: Progress = _silent) -> PurgeResult:
+    """Delete usage rows past retention, tidy what expired, and purge the freed space physically;
+    `progress` hears each step (the CLI draws it)."""
     if not 1 <= days <= 90:
         raise ValueError("usage retention must be between 1 and 90 days")
-    removed = await purge_usage(engine, days)
+    removed = await purge_usage(engine, days, progress)
+    progress("tidying sessions, mail and tokens", 0, 1)
     await tidy(engine, days)
-    return PurgeResult(usage_rows=removed, purged_physically=await physical_purge(engine))
+    progress("tidying sessions, mail and tokens", 1, 1)
+    progress("purging freed space", 0, 1)
+    purged = await physical_purge(engine)
+    progress("purging freed space", 1, 1)
+    return PurgeResult(usage_rows=removed, purged_physically=purged)
 
 
 async def run_daily(engine: AsyncEngine, days: int, interval: float) -> None:
