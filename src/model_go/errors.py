@@ -167,3 +167,8 @@ def error_for_status(status: int, message: str) -> GatewayError:
         429: RateLimited,
     }
     return by_status.get(status, GatewayError)(message)
+
+
+class RepoError(Exception):
+    """A request the data cannot satisfy (duplicate name, unknown user, bad value), raised by the
+    storage layer; the API answers it as a 400 and the CLI prints it."""

@@ -64,3 +64,33 @@ def test_sql_only_in_storage_and_services() -> None:
 
 def test_pending_entries_still_exist() -> None:
     assert all((PACKAGE / name).exists() for name in PENDING)
+
+
+def storage_imports(source: str) -> list[str]:
+    """Each import of model_go.storage (or a module in it) in a module's source."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("model_go.storage"):
+            found.append(f"line {node.lineno}: from {node.module}")
+        elif isinstance(node, ast.Import):
+            found += [
+                f"line {node.lineno}: import {a.name}"
+                for a in node.names
+                if a.name.startswith("model_go.storage")
+            ]
+    return found
+
+
+def test_routes_and_commands_go_through_services() -> None:
+    """api/ and cli/ parse, call a service and render: they never reach the storage layer themselves."""
+    assert storage_imports("from model_go.storage import repo\nimport model_go.storage.db\n") == [
+        "line 1: from model_go.storage",
+        "line 2: import model_go.storage.db",
+    ]
+    offenders = {}
+    for layer in ("api", "cli"):
+        for path in sorted((PACKAGE / layer).rglob("*.py")):
+            uses = storage_imports(path.read_text())
+            if uses:
+                offenders[path.relative_to(PACKAGE).as_posix()] = uses
+    assert offenders == {}, "call a service (src/model_go/services/) instead"

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 
 from model_go.accounts import login as login_service
-from model_go.accounts import policy, sessions, signup
+from model_go.accounts import sessions, signup
 from model_go.accounts import users as user_store
 from model_go.api.deps import RuntimeDep, StateDep, client_ip, session_cookie
 from model_go.api.schemas import (
@@ -20,16 +20,14 @@ from model_go.api.schemas import (
     TokenIn,
 )
 from model_go.errors import InvalidRequest
-from model_go.storage import repo
+from model_go.services import profile
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
 async def me_view(state: StateDep, user_id: int) -> dict[str, Any]:
     async with state.engine.connect() as conn:
-        row = await repo.user_by_id(conn, user_id)
-        assert row is not None
-        return user_store.view(row, await policy.current_version(conn))
+        return await profile.view(conn, user_id)
 
 
 SIGNUP_DONE = "Check your inbox: we sent a link to confirm the address and finish signing up."

@@ -15,8 +15,8 @@ from sqlalchemy import Row
 from model_go.accounts import sessions
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.errors import AuthenticationFailed, PermissionDenied
+from model_go.services import keys
 from model_go.state import AppState
-from model_go.storage import keys_repo
 
 # Ids in paths and queries: a number the database can hold, or a 400 naming the parameter.
 MAX_DB_INT = 2**63 - 1
@@ -69,7 +69,7 @@ async def _by_key(state: AppState, raw_key: str) -> Principal:
     # with them a revocation or a disabled account counts at once, before the snapshot reloads
     info = await state.authenticator.authenticate(state.snapshot, raw_key)
     async with state.engine.connect() as conn:
-        key, user = await keys_repo.key_and_owner(conn, info.id, info.user_id)
+        key, user = await keys.of_bearer(conn, info.id, info.user_id)
     if key is None or user is None or user.deleted_at is not None:
         raise AuthenticationFailed("Incorrect API key provided.")
     if user.disabled:

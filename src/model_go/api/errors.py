@@ -12,8 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError
 
-from model_go.errors import Conflict, GatewayError, InvalidRequest
-from model_go.storage.repo import RepoError
+from model_go.errors import Conflict, GatewayError, InvalidRequest, RepoError
 
 log = logging.getLogger("model_go.api")
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from model_go.accounts import erasure, policy, sessions, signup
+from model_go.accounts import erasure, sessions, signup
 from model_go.accounts import export as exporter
 from model_go.accounts import login as login_service
-from model_go.accounts import users as user_store
-from model_go.accounts.mail_links import PLACEHOLDER
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.api.deps import CurrentUser, Principal, RuntimeDep, StateDep
 from model_go.api.schemas import (
@@ -26,11 +25,8 @@ from model_go.api.schemas import (
     UserOut,
 )
 from model_go.errors import InvalidRequest
-from model_go.mail import templates
+from model_go.services import profile
 from model_go.state import AppState
-from model_go.storage import accounts_repo, repo
-from model_go.storage import outbox_repo as outbox
-from model_go.storage.metadata import utcnow
 
 router = APIRouter(prefix="/api/me", tags=["me"])
 
@@ -42,9 +38,7 @@ class PasswordChangedOut(BaseModel):
 
 async def _view(state: AppState, rt: AccountsRuntime, principal: Principal) -> dict[str, Any]:
     async with state.engine.connect() as conn:
-        row = await repo.user_by_id(conn, principal.id)
-        assert row is not None
-        view = user_store.view(row, await policy.current_version(conn))
+        view = await profile.view(conn, principal.id)
     view["csrf_token"] = rt.csrf.token_for(principal.session_id) if principal.session_id else None
     return view
 
@@ -60,42 +54,13 @@ async def patch_me(
     body: ProfileIn, principal: CurrentUser, state: StateDep, rt: RuntimeDep
 ) -> dict[str, Any]:
     """Correct the username at once; a new email address takes effect once confirmed by mail."""
-    user = principal.user
     async with state.engine.begin() as conn:
-        if body.username is not None and body.username.strip() != user.username:
-            username = user_store.check_username(body.username.strip())
-            if await repo.username_taken(conn, username, except_id=user.id):
-                raise InvalidRequest("That username is taken.", param="username", code="username_taken")
-            await accounts_repo.update_user(conn, user.id, username=username)
-            await repo.bump_version(conn)
+        if body.username is not None:
+            await profile.rename(conn, principal.user, body.username)
         if body.email is not None:
-            await _change_email(conn, rt, user, user_store.normalize_email(body.email))
+            await profile.change_email(conn, rt.public_url, principal.user, body.email)
     rt.sender.wake()
     return await _view(state, rt, principal)
-
-
-async def _change_email(conn: Any, rt: AccountsRuntime, user: Any, email: str) -> None:
-    if email == user.email:
-        await accounts_repo.update_user(conn, user.id, pending_email=None)
-        return
-    owner = await repo.user_by_email(conn, email)
-    if owner is not None:
-        # the same answer as for a free address; the address's owner hears of it by mail
-        mail = templates.address_in_use(rt.public_url)
-        await outbox.enqueue(
-            conn, to=email, subject=mail.subject, body=mail.body, kind=mail.kind, user_id=owner.id
-        )
-        return
-    await accounts_repo.update_user(conn, user.id, pending_email=email)
-    mail = templates.confirm_new_email(rt.public_url, user.username, PLACEHOLDER)  # token at send time
-    await outbox.enqueue(
-        conn, to=email, subject=mail.subject, body=mail.body, kind=mail.kind, user_id=user.id
-    )
-    if user.email:
-        notice = templates.email_change_notice(user.username)
-        await outbox.enqueue(
-            conn, to=user.email, subject=notice.subject, body=notice.body, kind=notice.kind, user_id=user.id
-        )
 
 
 async def _require_password(rt: AccountsRuntime, principal: Principal, password: str, param: str) -> None:
@@ -113,20 +78,9 @@ async def change_password(
     new_hash = await signup.hash_in_thread(body.new_password)
     session_id = None
     async with state.engine.begin() as conn:
-        await accounts_repo.update_user(conn, principal.id, password_hash=new_hash)
-        await sessions.end_all(conn, principal.id)
+        await profile.set_password(conn, principal.user, new_hash)
         if principal.session_id:
             session_id = await sessions.create(conn, principal.id, rt.session_ttl)
-        if principal.user.email:
-            mail = templates.password_changed(principal.user.username)
-            await outbox.enqueue(
-                conn,
-                to=principal.user.email,
-                subject=mail.subject,
-                body=mail.body,
-                kind=mail.kind,
-                user_id=principal.id,
-            )
     rt.sender.wake()
     if session_id:
         response.headers.append("set-cookie", rt.cookies.set_header(session_id))
@@ -187,10 +141,7 @@ async def set_consent(
 ) -> dict[str, Any]:
     """Give or withdraw consent to non-essential (marketing) email."""
     async with state.engine.begin() as conn:
-        await accounts_repo.update_user(
-            conn, principal.id, marketing_emails=body.marketing_emails, marketing_updated_at=utcnow()
-        )
-        await policy.record_consent(conn, principal.id, "marketing_emails", body.marketing_emails)
+        await profile.set_marketing(conn, principal.id, body.marketing_emails)
     return await _view(state, rt, principal)
 
 
@@ -202,7 +153,7 @@ async def export_me(principal: CurrentUser, state: StateDep) -> Response:
     tickets."""
     async with state.engine.connect() as conn:
         data = await exporter.build(conn, principal.id, state.settings.usage_retention_days)
-    filename = f"model-go-export-{principal.id}-{utcnow().date().isoformat()}.json"
+    filename = f"model-go-export-{principal.id}-{datetime.now(UTC).date().isoformat()}.json"
     return Response(
         orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z),
         media_type="application/json",

@@ -19,12 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from model_go.billing.money import micros_to_usd, parse_usd
 from model_go.cli.common import progress_on_stderr
-from model_go.errors import GatewayError
+from model_go.errors import GatewayError, RepoError
 from model_go.security import KeyRing
-from model_go.services import billing, codes
+from model_go.services import billing, codes, database, users
 from model_go.settings import Settings
-from model_go.storage import repo
-from model_go.storage.db import make_engine, prepare
 
 T = TypeVar("T")
 ledger_app = typer.Typer(help="Check the ledger against balances and usage.", no_args_is_help=True)
@@ -48,16 +46,12 @@ def _run(work: Callable[[AsyncEngine, KeyRing, Settings], Awaitable[T]]) -> T:
     settings = Settings()
 
     async def main() -> T:
-        engine = make_engine(settings.resolved_database_url(), pool=False)
-        try:
-            await prepare(engine, settings.auto_migrate)
+        async with database.opened(settings) as engine:
             return await work(engine, KeyRing(settings.master_secret()), settings)
-        finally:
-            await engine.dispose()
 
     try:
         return asyncio.run(main())
-    except (repo.RepoError, ValueError) as exc:
+    except (RepoError, ValueError) as exc:
         raise _fail(str(exc)) from None
     except GatewayError as exc:
         raise _fail(exc.message) from None
@@ -72,15 +66,7 @@ def _amount(text: str) -> int:
 
 async def _user_ids(engine: AsyncEngine, username: str, by: str | None) -> tuple[int, int | None]:
     async with engine.connect() as conn:
-        user = await repo.user_by_username(conn, username)
-        admin = await repo.user_by_username(conn, by) if by else None
-    if user is None:
-        raise repo.RepoError(f"no such user: {username}")
-    if admin is None and by:
-        raise repo.RepoError(f"no such user: {by}")
-    if admin is not None and not admin.is_admin:
-        raise repo.RepoError(f"{by} is not an administrator")
-    return int(user.id), (int(admin.id) if admin is not None else None)
+        return await users.with_admin(conn, username, by)
 
 
 def _adjust(action: str, username: str, amount_usd: str, note: str, by: str | None) -> None:

@@ -12,11 +12,10 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from model_go.errors import GatewayError
+from model_go.errors import GatewayError, RepoError
 from model_go.security import KeyRing
+from model_go.services import database
 from model_go.settings import Settings
-from model_go.storage import repo
-from model_go.storage.db import make_engine, prepare
 
 T = TypeVar("T")
 
@@ -43,21 +42,15 @@ def run_db(
     settings = settings or Settings()
 
     async def main() -> T:
-        engine = make_engine(settings.resolved_database_url(), pool=False)
-        try:
-            await prepare(engine, settings.auto_migrate)
-            keyring = KeyRing(settings.master_secret())
-            async with engine.begin() as conn:
-                return await work(conn, keyring)
-        finally:
-            await engine.dispose()
+        async with database.opened(settings) as engine, engine.begin() as conn:
+            return await work(conn, KeyRing(settings.master_secret()))
 
     try:
         return asyncio.run(main())
     except GatewayError as exc:
         label = (options or {}).get(exc.param or "")
         raise fail(f"{label}: {exc.message}" if label else exc.message) from None
-    except (repo.RepoError, ValueError) as exc:  # SchemaNotCurrent too
+    except (RepoError, ValueError) as exc:  # SchemaNotCurrent too
         raise fail(str(exc)) from None
 
 

@@ -7,8 +7,8 @@ import asyncio
 import typer
 
 from model_go.cli.common import err, fail, out, progress_on_stderr
+from model_go.services import database
 from model_go.settings import Settings
-from model_go.storage.db import make_engine, prepare
 
 retention_app = typer.Typer(help="Purge usage logs past the retention limit.", no_args_is_help=True)
 
@@ -21,13 +21,9 @@ def retention_run() -> None:
     settings = Settings()
 
     async def main() -> retention.PurgeResult:
-        engine = make_engine(settings.resolved_database_url(), pool=False)
-        try:
-            await prepare(engine, settings.auto_migrate)
+        async with database.opened(settings) as engine:
             with progress_on_stderr() as update:
                 return await retention.run(engine, settings.usage_retention_days, update)
-        finally:
-            await engine.dispose()
 
     try:
         result = asyncio.run(main())

@@ -10,9 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.cli.common import fail, out, run_db
 from model_go.security import KeyRing
+from model_go.services import database
 from model_go.settings import Settings
-from model_go.storage.db import make_engine
-from model_go.storage.db import migrate as migrate_schema
 from model_go.telemetry.logs import configure as configure_logging
 
 
@@ -93,14 +92,7 @@ def migrate() -> None:
     """Bring the database schema to this version's (once, before rolling out replicas)."""
     settings = Settings()
 
-    async def main() -> tuple[frozenset[str], frozenset[str]]:
-        engine = make_engine(settings.resolved_database_url(), pool=False)
-        try:
-            return await migrate_schema(engine)
-        finally:
-            await engine.dispose()
-
-    before, after = asyncio.run(main())
+    before, after = asyncio.run(database.migrate(settings))
     if before == after:
         out.print(f"the database schema is current (revision {', '.join(sorted(after))})", highlight=False)
     else:

@@ -15,10 +15,9 @@ from model_go.billing.money import micros_to_usd
 from model_go.cli.common import out, run_db
 from model_go.security import KeyRing
 from model_go.services import usage
-from model_go.storage.tables import USAGE_VIEW_FIELDS
 
 usage_app = typer.Typer(help="Read usage logs.", no_args_is_help=True)
-USAGE_FIELDS = ("username", *USAGE_VIEW_FIELDS)
+USAGE_FIELDS = ("username", *usage.ROW_FIELDS)
 
 
 def _print_table(rows: Sequence[Row[Any]]) -> None:

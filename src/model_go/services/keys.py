@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing.budgets import PERIODS
 from model_go.billing.money import parse_usd
-from model_go.errors import InvalidRequest, NotFound, PermissionDenied
+from model_go.errors import InvalidRequest, NotFound, PermissionDenied, RepoError
 from model_go.security import KeyRing
-from model_go.storage import budgets_repo, repo
+from model_go.storage import budgets_repo, keys_repo, repo
 
 MAX_ACTIVE_KEYS = 100
 
@@ -189,7 +189,7 @@ async def create(
     if models is not None:
         try:
             allowed = repo.validate_models(models)
-        except repo.RepoError as exc:
+        except RepoError as exc:
             raise InvalidRequest(str(exc), param="models", code="invalid_value") from None
     _check_no_escalation(creator, allowed, expires_at)
     _check_may_set_budgets(creator)
@@ -250,3 +250,10 @@ async def set_budgets(
     updated = await repo.key_by_id(conn, key_id)
     assert updated is not None
     return KeyView.of(updated)
+
+
+async def of_bearer(
+    conn: AsyncConnection, key_id: int, user_id: int
+) -> tuple[Row[Any] | None, Row[Any] | None]:
+    """The key's row if it is not revoked, and its owner's row: what /api knows of a key's bearer."""
+    return await keys_repo.key_and_owner(conn, key_id, user_id)

@@ -63,6 +63,15 @@ async def find(conn: AsyncConnection, *, user_id: int | None = None, username: s
     return row
 
 
+async def with_admin(conn: AsyncConnection, username: str, by: str | None) -> tuple[int, int | None]:
+    """The ids of a user and of the administrator acting on them (`by`, when named)."""
+    user = await find(conn, username=username)
+    admin = await find(conn, username=by) if by else None
+    if admin is not None and not admin.is_admin:
+        raise InvalidRequest(f"{by} is not an administrator", param="by", code="not_an_admin")
+    return int(user.id), (int(admin.id) if admin is not None else None)
+
+
 async def list_all(conn: AsyncConnection) -> Sequence[Row[Any]]:
     return await repo.list_users(conn)
 

@@ -14,6 +14,7 @@ from sqlalchemy import Row, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing import kinds
+from model_go.errors import RepoError
 from model_go.storage.billing_tables import (
     code_batches,
     payment_orders,
@@ -21,7 +22,7 @@ from model_go.storage.billing_tables import (
     stripe_events,
     stripe_refunds,
 )
-from model_go.storage.repo import RepoError, bump_version, checked_balance
+from model_go.storage.repo import bump_version, checked_balance
 from model_go.storage.tables import ledger, usage_logs, users, utcnow
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Row, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from model_go.errors import RepoError
 from model_go.security import KeyRing, display_prefix, new_api_key
 from model_go.storage.tables import (
     api_keys,
@@ -33,10 +34,6 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 CHANNEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,127}$")
-
-
-class RepoError(Exception):
-    """A request the data cannot satisfy (duplicate name, unknown user, bad value)."""
 
 
 # Far below 2**63, where SQLite would turn a balance into a float: the last guard against overflow

@@ -1,0 +1,32 @@
+"""The database as a command opens it: an engine without a pool (one short-lived process), the
+schema migrated or checked first (MODELGO_AUTO_MIGRATE), disposed at the end."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from model_go.settings import Settings
+from model_go.storage import db
+
+
+@asynccontextmanager
+async def opened(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The engine, once the schema is current (migrated, or checked: SchemaNotCurrent says what to do)."""
+    engine = db.make_engine(settings.resolved_database_url(), pool=False)
+    try:
+        await db.prepare(engine, settings.auto_migrate)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def migrate(settings: Settings) -> tuple[frozenset[str], frozenset[str]]:
+    """Bring the schema to this version's: the revisions before and after."""
+    engine = db.make_engine(settings.resolved_database_url(), pool=False)
+    try:
+        return await db.migrate(engine)
+    finally:
+        await engine.dispose()
