@@ -45,8 +45,12 @@ class Settings(BaseSettings):
     default_max_output_tokens: int = Field(default=4096, ge=1)
     min_output_tokens: int = Field(default=256, ge=1)
     idempotency_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    # the limits of a tier that does not set its own, per user (0: none); relay/limits.py
     default_rpm: int = Field(default=0, ge=0)
+    default_tpm: int = Field(default=0, ge=0)
     default_concurrency: int = Field(default=0, ge=0)
+    # comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (empty: none)
+    trusted_proxies: str = ""
     log_level: str = "INFO"
     access_log: bool = True
     demo: bool = True

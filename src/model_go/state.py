@@ -28,7 +28,7 @@ from model_go.relay.demo_upstream import LocalTransport
 from model_go.relay.health import Health
 from model_go.relay.health_store import HealthStore
 from model_go.relay.idempotency import Idempotency, usage_lookup
-from model_go.relay.limits import InProcessLimiter, Limiter
+from model_go.relay.limits import InProcessLimiter, Limiter, Limits
 from model_go.relay.policy import Policies
 from model_go.relay.snapshot import Snapshot, load
 from model_go.security import KeyRing
@@ -39,6 +39,7 @@ from model_go.storage.db import make_engine, migrate
 from model_go.supervisor import Supervisor
 from model_go.usage import retention
 from model_go.usage.writer import UsageWriter
+from model_go.wire.client_ip import TrustedProxies
 
 log = logging.getLogger("model_go.state")
 
@@ -63,6 +64,7 @@ class AppState:
     supervisor: Supervisor = field(default_factory=Supervisor)
     snapshot: Snapshot = field(default_factory=Snapshot)
     budgets: BudgetTracker = field(default_factory=BudgetTracker)  # keys' spend limits
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)  # whose X-Forwarded-For counts
     ready: bool = False
     # users, sessions, mail and policy versions; built in start() once the database is migrated
     accounts: AccountsRuntime | None = None
@@ -71,7 +73,13 @@ class AppState:
     async def reload(self) -> None:
         """Rebuild the snapshot and refresh balances, in step with the usage writer."""
         async with self.sync_lock, self.engine.connect() as conn:
-            snapshot, balances = await load(conn, self.keyring, self.settings.default_max_output_tokens)
+            settings = self.settings
+            defaults = Limits(
+                rpm=settings.default_rpm or None,
+                tpm=settings.default_tpm or None,
+                max_concurrency=settings.default_concurrency or None,
+            )
+            snapshot, balances = await load(conn, self.keyring, settings.default_max_output_tokens, defaults)
             self.ledger.refresh(balances)
             await refresh_budgets(self.budgets, conn)
             self.snapshot = snapshot
@@ -125,6 +133,7 @@ async def start(settings: Settings) -> AppState:
         authenticator=Authenticator(keyring, engine),
         idempotency=Idempotency(usage_lookup(engine), settings.idempotency_hours),
         sync_lock=lock,
+        proxies=TrustedProxies.parse(settings.trusted_proxies),
     )
     await state.reload()
     state.accounts = await _start_accounts(state)

@@ -80,7 +80,8 @@ def serve(
         ws="none",
         timeout_keep_alive=settings.idle_connection_timeout_seconds,
         timeout_graceful_shutdown=30,
-        # the client address is the socket peer: uvicorn would otherwise take X-Forwarded-For from
-        # local peers, which lets any local client reset per-IP login throttling and forge usage IPs
+        # uvicorn would otherwise take X-Forwarded-For from local peers, which lets any local client
+        # reset per-IP login throttling and forge usage IPs; wire/client_ip.py believes only the
+        # proxies in MODELGO_TRUSTED_PROXIES
         proxy_headers=False,
     )

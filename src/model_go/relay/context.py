@@ -33,6 +33,7 @@ class Outcome:
     attempts: int = 0
     ttft_ms: int | None = None
     cost_micros: int = 0  # what the settlement debited
+    tokens: int = 0  # prompt and completion tokens, as billed (the tokens-per-minute correction)
 
     def attempting(self, channel_id: int) -> None:
         self.attempts += 1
@@ -51,8 +52,9 @@ class Outcome:
         self.usage = usage
         self.completion_chars = completion_chars
 
-    def billed(self, cost_micros: int) -> None:
+    def billed(self, cost_micros: int, tokens: int) -> None:
         self.cost_micros = cost_micros
+        self.tokens = tokens
 
     def failed(self, error: GatewayError) -> None:
         self.status, self.error_code = error.status, error.code
