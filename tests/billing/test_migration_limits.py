@@ -23,7 +23,8 @@ async def _exercise(url: str) -> tuple[Any, ...]:
             await conn.execute(
                 text(
                     "INSERT INTO users (id, username, is_admin, disabled, balance_micros, created_at, "
-                    "marketing_emails, rpm_limit) VALUES (1, 'old', false, false, 100, CURRENT_TIMESTAMP, false, 7)"
+                    "marketing_emails, rpm_limit) "
+                    "VALUES (1, 'old', false, false, 100, CURRENT_TIMESTAMP, false, 7)"
                 )
             )
             await conn.execute(

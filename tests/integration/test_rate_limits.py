@@ -67,7 +67,7 @@ def limited_user(
 ) -> tuple[int, list[keys.CreatedKey]]:
     """A user with $1000, in `tier`, with their `own` limits and one key per `key_limits`, all in
     one transaction; returns once the server knows them."""
-    username, _, user_id = gw.new_user("1000")
+    _, _, user_id = gw.new_user("1000")
 
     async def work(conn: AsyncConnection, keyring: KeyRing) -> list[keys.CreatedKey]:
         await limits.set_user_tier(conn, tier, user_id=user_id)
@@ -170,7 +170,7 @@ def test_concurrent_requests_per_key(limited: Gateway) -> None:
     assert error.code == "concurrency_limit_exceeded"
     assert "at most 1 at a time for this key" in error.message
     assert error.response.headers["Retry-After"] == "1"
-    assert [c for c in stream]  # the rest of the stream; its end gives the slot back
+    assert list(stream)  # the rest of the stream; its end gives the slot back
     assert eventually_admitted(limited, key)
 
 

@@ -54,5 +54,5 @@ def test_a_long_chain_is_read_from_the_right_only() -> None:
 
 
 def test_a_bad_cidr_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="'10.0.0.0/33' is not a CIDR"):
+    with pytest.raises(ValueError, match=r"'10\.0\.0\.0/33' is not a CIDR"):
         TrustedProxies.parse("127.0.0.1/32,10.0.0.0/33")
