@@ -1,8 +1,8 @@
 """Rate limits over the real server, through the official SDKs: requests, tokens and concurrent
 requests per key and per user; tiers and overrides; 429 in the API's own shape with Retry-After and
 OpenAI's x-ratelimit-* headers (on 200s, streamed or not, and on 429s); every concurrency slot back
-after 200 streams hung up mid-stream; X-Forwarded-For believed from a trusted proxy only; the CLI
-and the admin API.
+after 200 streams hung up mid-stream; X-Forwarded-For believed from a trusted proxy only (usage
+rows, the per-address login throttle); the CLI and the admin API.
 
 The gateway's defaults (MODELGO_DEFAULT_RPM=3) are every user's limits unless a tier or the user's
 own say otherwise; tests needing more requests put their user in the "roomy" tier."""
@@ -45,6 +45,7 @@ def limited(
         backend,
         MODELGO_DEFAULT_RPM=str(RPM),
         MODELGO_TRUSTED_PROXIES="127.0.0.1/32",
+        MODELGO_LOGIN_MAX_FAILURES_PER_IP="3",
     )
     add_mock_channel(gw, upstream)
 
@@ -285,6 +286,21 @@ def test_x_forwarded_for_believed_from_a_trusted_proxy_only(limited: Gateway) ->
         assert http.post("/v1/chat/completions", json=body, headers=forwarded).status_code == 200
     rows = sorted(limited.wait_for_usage(user_id, 2), key=lambda row: row.id)
     assert [row.client_ip for row in rows] == ["127.0.0.2", "198.51.100.7"]
+
+
+def test_login_throttle_counts_the_address_a_trusted_proxy_names(limited: Gateway) -> None:
+    def login(forwarded: str, local_address: str = "127.0.0.1") -> int:
+        transport = httpx.HTTPTransport(local_address=local_address)
+        with httpx.Client(base_url=limited.base_url, transport=transport) as http:
+            body = {"login": f"nobody-{time.monotonic_ns()}", "password": "whatever pass"}
+            return http.post("/api/auth/login", json=body, headers={"X-Forwarded-For": forwarded}).status_code
+
+    assert [login("198.51.100.30") for _ in range(3)] == [401] * 3
+    assert login("198.51.100.30") == 429  # that client's failures, counted through the proxy
+    assert login("198.51.100.31") == 401  # another client behind the same proxy is not locked out
+    # an untrusted peer's X-Forwarded-For names nobody: its own address is what fails and locks
+    assert [login("198.51.100.32", "127.0.0.3") for _ in range(3)] == [401] * 3
+    assert login("198.51.100.33", "127.0.0.3") == 429
 
 
 def test_admin_api_sets_tiers_and_limits(limited: Gateway) -> None:

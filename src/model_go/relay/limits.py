@@ -42,9 +42,11 @@ class Limits:
     rpm: int | None = None
     tpm: int | None = None
     max_concurrency: int | None = None
+    active: bool = field(init=False, compare=False)  # any limit set: the hot path's one test
 
-    def __bool__(self) -> bool:
-        return self.rpm is not None or self.tpm is not None or self.max_concurrency is not None
+    def __post_init__(self) -> None:
+        active = self.rpm is not None or self.tpm is not None or self.max_concurrency is not None
+        object.__setattr__(self, "active", active)
 
     def over(self, base: Limits) -> Limits:
         """These limits where set, `base`'s elsewhere (a user's own limits over their tier's)."""
@@ -60,7 +62,7 @@ class Limits:
 NO_LIMITS = Limits()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Admission:
     """What `admit` counted for one request; `settle` corrects and gives it back."""
 
@@ -69,11 +71,19 @@ class Admission:
     key: Limits
     user: Limits
     tokens: int  # the estimate at admission (each scope charged it up to its whole allowance)
-    headers: dict[str, str] = field(default_factory=dict)  # OpenAI's x-ratelimit-* headers
+    headers: dict[str, str]  # OpenAI's x-ratelimit-* headers; never changed once made
+
+
+# a request under no limit at all: nothing counted, nothing to settle, no headers
+UNLIMITED = Admission(0, 0, NO_LIMITS, NO_LIMITS, 0, {})
 
 
 class Limiter(Protocol):
-    def admit(self, key_id: int, key: Limits, user_id: int, user: Limits, tokens: int) -> Admission:
+    """Asynchronous admission, so a shared implementation can ask Redis (one atomic script for
+    every check of a request); synchronous settlement, which runs in a `finally` that a
+    cancellation must not split: a shared implementation queues it to a writer task it owns."""
+
+    async def admit(self, key_id: int, key: Limits, user_id: int, user: Limits, tokens: int) -> Admission:
         """Count one request of about `tokens` tokens against the key's and the user's limits, or
         raise RateLimited (nothing counted). The admission's headers describe what is left."""
         ...
@@ -112,26 +122,23 @@ class InProcessLimiter:
         self._users: dict[int, _Usage] = {}
         self._admitted = 0
 
-    def admit(self, key_id: int, key: Limits, user_id: int, user: Limits, tokens: int) -> Admission:
-        admission = Admission(key_id, user_id, key, user, 0)
-        if not key and not user:
-            return admission
+    async def admit(self, key_id: int, key: Limits, user_id: int, user: Limits, tokens: int) -> Admission:
+        if not key.active and not user.active:
+            return UNLIMITED
         now = self._clock()
         plans = []
-        if key:
+        if key.active:
             plans.append(self._plan(self._keys, key_id, key, tokens, now, "key"))
-        if user:
+        if user.active:
             plans.append(self._plan(self._users, user_id, user, tokens, now, "user"))
         for plan in plans:  # every check passed: count the request in each scope
             usage = plan.usage
             usage.requests_due, usage.tokens_due = plan.requests_due, plan.tokens_due
             usage.inflight += 1
-        admission.tokens = tokens
-        admission.headers = _headers(plans, now)
         self._admitted += 1
         if self._admitted % 10_000 == 0:
             self._forget_idle(now)
-        return admission
+        return Admission(key_id, user_id, key, user, tokens, _headers(plans, now))
 
     def _plan(
         self, scopes: dict[int, _Usage], scope_id: int, limits: Limits, tokens: int, now: float, who: str
@@ -179,7 +186,7 @@ class InProcessLimiter:
             (self._keys, admission.key_id, admission.key),
             (self._users, admission.user_id, admission.user),
         ):
-            usage = scopes.get(scope_id) if limits else None
+            usage = scopes.get(scope_id) if limits.active else None
             if usage is None:
                 continue
             usage.inflight -= 1

@@ -45,7 +45,7 @@ from model_go.relay.auth import raw_key_from
 from model_go.relay.context import CLIENT_CLOSED, Context, Once, usage_or_estimate
 from model_go.relay.health import REFUSED, retryable
 from model_go.relay.idempotency import checked_key
-from model_go.relay.limits import Admission
+from model_go.relay.limits import UNLIMITED, Admission
 from model_go.relay.routing import candidates
 from model_go.relay.snapshot import KeyInfo
 from model_go.state import AppState
@@ -231,7 +231,7 @@ class Relay:
     async def _serve(self, ctx: Context, receive: Receive, send: Send) -> int:
         """Limits, the Idempotency-Key, then the request itself."""
         state, key = self.state, ctx.key
-        admission = self._check_limits(ctx)
+        admission = await self._check_limits(ctx)
         try:
             once = ctx.idempotency
             if once is None:
@@ -245,7 +245,8 @@ class Relay:
         finally:
             # whatever ended the request (its end, an error, the client leaving, a cancellation): the
             # token estimate becomes what it used, and its concurrency slots come back
-            state.limiter.settle(admission, ctx.outcome.tokens)
+            if admission is not UNLIMITED:
+                state.limiter.settle(admission, ctx.outcome.tokens)
         return ctx.outcome.status
 
     async def _run(self, ctx: Context, receive: Receive, send: Send, limit_headers: dict[str, str]) -> None:
@@ -343,15 +344,17 @@ class Relay:
             raise PermissionDenied(f"This API key is not allowed to use the model '{model}'.", param="model")
         return channels, price
 
-    def _check_limits(self, ctx: Context) -> Admission:
+    async def _check_limits(self, ctx: Context) -> Admission:
         """Count the request against its key's and its user's limits (429 when over any)."""
         key, snap = ctx.key, self.state.snapshot
         user = snap.users.get(key.user_id)
         user_limits = user.limits if user is not None else snap.default_limits
+        if not key.limits.active and not user_limits.active:
+            return UNLIMITED  # nothing to count: the common case costs no call
         tokens = 0
         if key.limits.tpm is not None or user_limits.tpm is not None:
             tokens = self._token_estimate(ctx)
-        return self.state.limiter.admit(key.id, key.limits, key.user_id, user_limits, tokens)
+        return await self.state.limiter.admit(key.id, key.limits, key.user_id, user_limits, tokens)
 
     def _token_estimate(self, ctx: Context) -> int:
         """Tokens a minute are charged at admission with the prompt's typical-case estimate and the
