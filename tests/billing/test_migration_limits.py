@@ -7,12 +7,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import inspect, text
 
 from model_go.storage.db import make_engine
 from tests.billing.test_migration import _alembic
-from tests.support.gateway import create_pg_database, drop_pg_database, postgres_available
+from tests.support.gateway import create_pg_database, drop_pg_database
 
 
 async def _exercise(url: str) -> tuple[Any, ...]:
@@ -65,16 +64,10 @@ async def _exercise(url: str) -> tuple[Any, ...]:
 EXPECTED = (("default", 7, None, None), (5, None, None), False, False, 1)
 
 
-def test_migration_on_sqlite(tmp_path: Path) -> None:
-    assert asyncio.run(_exercise(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")) == EXPECTED
-
-
-@pytest.mark.postgres
-def test_migration_on_postgres() -> None:
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    url = create_pg_database()
+def test_migration(backend: str, tmp_path: Path) -> None:
+    url = create_pg_database() if backend == "postgres" else f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
     try:
         assert asyncio.run(_exercise(url)) == EXPECTED
     finally:
-        drop_pg_database(url)
+        if backend == "postgres":
+            drop_pg_database(url)

@@ -13,6 +13,7 @@ from model_go.cli.common import err, fail, out, run_db, split_models
 from model_go.cli.limits import LIMIT_OPTIONS, MaxConcurrency, Rpm, Tpm, limit_change
 from model_go.security import KeyRing
 from model_go.services import keys, users
+from model_go.services.changes import UNSET
 from model_go.services.limits import describe
 
 key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
@@ -58,9 +59,9 @@ def key_add(
     """Create an API key. The secret is printed once, alone on the last line."""
     limits = limit_change(rpm, tpm, max_concurrency)
     change = keys.BudgetChange(
-        budget_usd=keys.UNSET if budget is None else budget,
-        budget_period=keys.UNSET if budget_period is None else budget_period,
-        lifetime_budget_usd=keys.UNSET if lifetime_budget is None else lifetime_budget,
+        budget_usd=UNSET if budget is None else budget,
+        budget_period=UNSET if budget_period is None else budget_period,
+        lifetime_budget_usd=UNSET if lifetime_budget is None else lifetime_budget,
     )
 
     async def work(conn: AsyncConnection, keyring: KeyRing) -> keys.CreatedKey:
@@ -125,11 +126,11 @@ def key_budget(
     if clear_lifetime_budget and lifetime_budget is not None:
         raise fail("--clear-lifetime-budget cannot be combined with --lifetime-budget")
     change = keys.BudgetChange(
-        budget_usd=None if clear_budget else (keys.UNSET if budget is None else budget),
-        budget_period=None if clear_budget else (keys.UNSET if budget_period is None else budget_period),
+        budget_usd=None if clear_budget else (UNSET if budget is None else budget),
+        budget_period=None if clear_budget else (UNSET if budget_period is None else budget_period),
         lifetime_budget_usd=None
         if clear_lifetime_budget
-        else (keys.UNSET if lifetime_budget is None else lifetime_budget),
+        else (UNSET if lifetime_budget is None else lifetime_budget),
     )
 
     async def work(conn: AsyncConnection, _k: KeyRing) -> keys.KeyView:

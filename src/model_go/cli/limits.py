@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from model_go.cli.common import out, run_db
 from model_go.security import KeyRing
 from model_go.services import limits
+from model_go.services.changes import UNSET, Unset
 
 tier_app = typer.Typer(help="Manage rate-limit tiers (a user's default limits).", no_args_is_help=True)
 
@@ -27,9 +28,9 @@ MaxConcurrency = Annotated[
 def limit_change(rpm: int | None, tpm: int | None, max_concurrency: int | None) -> limits.LimitChange:
     """The options as a change: not given leaves a limit as it is, 0 removes it."""
 
-    def value(given: int | None) -> int | limits.Unset | None:
+    def value(given: int | None) -> int | Unset | None:
         if given is None:
-            return limits.UNSET
+            return UNSET
         return given or None
 
     return limits.LimitChange(rpm=value(rpm), tpm=value(tpm), max_concurrency=value(max_concurrency))

@@ -16,10 +16,9 @@ from model_go.billing.budgets import PERIODS
 from model_go.billing.money import parse_usd
 from model_go.errors import InvalidRequest, NotFound, PermissionDenied
 from model_go.security import KeyRing
-from model_go.services.limits import COLUMNS, NO_CHANGE, UNSET, LimitChange, LimitsView, Unset
+from model_go.services.changes import UNSET, Change, Unset
+from model_go.services.limits import COLUMNS, NO_CHANGE, LimitChange, LimitsView
 from model_go.storage import budgets_repo, repo
-
-__all__ = ["UNSET", "BudgetChange", "KeyView", "LimitChange", "Unset"]  # UNSET and Unset: re-exported
 
 MAX_ACTIVE_KEYS = 100
 
@@ -58,18 +57,12 @@ class KeyView:
 
 
 @dataclass(frozen=True)
-class BudgetChange:
+class BudgetChange(Change):
     """Budgets as typed by a person (USD strings); UNSET: leave as is, None: remove."""
 
     budget_usd: str | Unset | None = UNSET
     budget_period: str | Unset | None = UNSET
     lifetime_budget_usd: str | Unset | None = UNSET
-
-    @property
-    def empty(self) -> bool:
-        return all(
-            isinstance(v, Unset) for v in (self.budget_usd, self.budget_period, self.lifetime_budget_usd)
-        )
 
     def columns(self, current: Row[Any] | None) -> dict[str, Any]:
         """The api_keys columns to write, checked against the key's current budget (None: a new key)."""

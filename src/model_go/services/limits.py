@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.errors import InvalidRequest, NotFound
 from model_go.services import users
+from model_go.services.changes import UNSET, Change, Unset
 from model_go.storage import limits_repo, repo
 from model_go.storage.tables import DEFAULT_TIER
 
@@ -23,24 +24,13 @@ TIER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 COLUMNS = {"rpm": "rpm_limit", "tpm": "tpm_limit", "max_concurrency": "max_concurrency"}
 
 
-class Unset:
-    """A field the caller did not mention: left as it is (None clears it)."""
-
-
-UNSET = Unset()
-
-
 @dataclass(frozen=True)
-class LimitChange:
+class LimitChange(Change):
     """Limits to set; UNSET: leave as is, None: remove (the tier's, or no limit, applies)."""
 
     rpm: int | Unset | None = UNSET
     tpm: int | Unset | None = UNSET
     max_concurrency: int | Unset | None = UNSET
-
-    @property
-    def empty(self) -> bool:
-        return all(isinstance(getattr(self, name), Unset) for name in COLUMNS)
 
     def columns(self) -> dict[str, int | None]:
         """The columns to write, each a whole number from 1 or None."""
@@ -132,10 +122,6 @@ async def set_tier(conn: AsyncConnection, name: str, change: LimitChange) -> Tie
     return next(t for t in await list_tiers(conn) if t.name == name)
 
 
-async def _user(conn: AsyncConnection, user_id: int | None, username: str | None) -> Row[Any]:
-    return await users.find(conn, user_id=user_id, username=username)
-
-
 async def _view(conn: AsyncConnection, user: Row[Any]) -> UserLimits:
     return UserLimits(
         user_id=user.id,
@@ -149,14 +135,14 @@ async def _view(conn: AsyncConnection, user: Row[Any]) -> UserLimits:
 async def user_limits(
     conn: AsyncConnection, *, user_id: int | None = None, username: str | None = None
 ) -> UserLimits:
-    return await _view(conn, await _user(conn, user_id, username))
+    return await _view(conn, await users.find(conn, user_id=user_id, username=username))
 
 
 async def set_user_tier(
     conn: AsyncConnection, tier: str, *, user_id: int | None = None, username: str | None = None
 ) -> UserLimits:
     """Move a user to a tier ("default", or one an operator created)."""
-    user = await _user(conn, user_id, username)
+    user = await users.find(conn, user_id=user_id, username=username)
     if tier != DEFAULT_TIER and await limits_repo.tier(conn, _checked_name(tier)) is None:
         raise NotFound(f"no such tier: {tier[:32]}", param="tier", code="tier_not_found")
     await limits_repo.set_user_columns(conn, user.id, {"tier": tier})
@@ -172,7 +158,7 @@ async def set_user_limits(
     username: str | None = None,
 ) -> UserLimits:
     """Set or remove some of a user's own limits (counted across all their keys)."""
-    user = await _user(conn, user_id, username)
+    user = await users.find(conn, user_id=user_id, username=username)
     await limits_repo.set_user_columns(conn, user.id, change.required())
     await repo.bump_version(conn)
     return await user_limits(conn, user_id=user.id)
