@@ -173,6 +173,17 @@ def test_concurrent_requests_per_key(limited: Gateway) -> None:
     assert error.response.headers["Retry-After"] == "1"
     assert list(stream)  # the rest of the stream; its end gives the slot back
     assert eventually_admitted(limited, key)
+    # an upstream error, and an upstream cut mid-stream, give it back before the client hears of it
+    with pytest.raises(openai.APIStatusError) as failed:
+        client(limited, key).chat.completions.create(model="mock-500", messages=HI, max_tokens=5)
+    assert failed.value.status_code == 502
+    chat(limited, key)
+    with pytest.raises(openai.APIError):
+        words: list[openai.types.chat.ChatCompletionMessageParam] = [
+            {"role": "user", "content": "a b c d e f"}
+        ]
+        list(client(limited, key).chat.completions.create(model="mock-drop", messages=words, stream=True))
+    assert eventually_admitted(limited, key)
 
 
 def eventually_admitted(gw: Gateway, key: keys.CreatedKey, timeout: float = 5) -> bool:
