@@ -350,6 +350,17 @@ def test_admin_api_sets_tiers_and_limits(limited: Gateway) -> None:
         assert api.put("/tiers/Not A Name", json={"rpm": 1}).status_code == 400
 
 
+def test_a_limited_key_cannot_make_a_less_limited_one(limited: Gateway) -> None:
+    _, (key,) = limited_user(limited, limits.LimitChange(rpm=5))
+    with httpx.Client(base_url=limited.base_url, headers={"Authorization": f"Bearer {key.secret}"}) as api:
+        for body in ({}, {"rpm": 6}, {"rpm": None}):
+            refused = api.post("/api/keys", json={"name": "child", **body})
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "key_rights_exceeded"
+        made = api.post("/api/keys", json={"name": "child", "rpm": 5, "tpm": 1000})
+        assert made.status_code == 201, made.text
+        assert made.json()["limits"] == {"rpm": 5, "tpm": 1000, "max_concurrency": None}
+
+
 def test_cli_sets_tiers_and_limits(limited: Gateway, backend: str) -> None:
     if backend == "postgres":
         pytest.skip("the CLI's parsing and messages do not depend on the backend (the services do)")
