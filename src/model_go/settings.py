@@ -7,8 +7,10 @@ import secrets
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model_go.wire.client_ip import TrustedProxies
 
 SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_LENGTH = 32
@@ -91,6 +93,12 @@ class Settings(BaseSettings):
     # one mail when a balance falls below this (users may set their own); 0: no mail unless they do
     low_balance_usd: Decimal = Field(default=Decimal(0), ge=0, le=1_000_000, decimal_places=6)
     low_balance_check_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        TrustedProxies.parse(value)  # refused at start, naming the entry that is not a CIDR
+        return value
 
     @property
     def low_balance_micros(self) -> int:

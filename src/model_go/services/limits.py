@@ -95,11 +95,11 @@ class UserLimits:
     tier_limits: LimitsView
 
 
-def _checked_name(name: str) -> str:
+def _checked_name(name: str, param: str = "name") -> str:
     if not isinstance(name, str) or not TIER_NAME.fullmatch(name):
         raise InvalidRequest(
             "A tier name is 1 to 32 lower-case letters, digits, '-' or '_'.",
-            param="name",
+            param=param,
             code="invalid_value",
         )
     return name
@@ -143,7 +143,7 @@ async def set_user_tier(
 ) -> UserLimits:
     """Move a user to a tier ("default", or one an operator created)."""
     user = await users.find(conn, user_id=user_id, username=username)
-    if tier != DEFAULT_TIER and await limits_repo.tier(conn, _checked_name(tier)) is None:
+    if tier != DEFAULT_TIER and await limits_repo.tier(conn, _checked_name(tier, "tier")) is None:
         raise NotFound(f"no such tier: {tier[:32]}", param="tier", code="tier_not_found")
     await limits_repo.set_user_columns(conn, user.id, {"tier": tier})
     await repo.bump_version(conn)
