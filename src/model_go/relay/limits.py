@@ -215,20 +215,35 @@ def _remaining(limit: int, due: float, now: float) -> int:
     return max(int((WINDOW - max(due - now, 0.0)) * limit / WINDOW + _EPSILON * limit), 0)
 
 
+_NAMES = {
+    kind: (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
+    for kind in ("requests", "tokens")
+}
+
+
 def _headers(plans: list[_Plan], now: float) -> dict[str, str]:
     """OpenAI's six headers for the scope with the least left, requests and tokens apart; a kind
-    without a limit in any scope has no headers."""
+    without a limit in any scope has no headers. (Once per admitted request: no lambdas, names
+    made once.)"""
+    requests: tuple[int, int, float] | None = None  # (limit, remaining, due) of the tightest scope
+    tokens: tuple[int, int, float] | None = None
+    for plan in plans:
+        rpm, tpm = plan.limits.rpm, plan.limits.tpm
+        if rpm is not None:
+            left = _remaining(rpm, plan.requests_due, now)
+            if requests is None or left < requests[1]:
+                requests = (rpm, left, plan.requests_due)
+        if tpm is not None:
+            left = _remaining(tpm, plan.tokens_due, now)
+            if tokens is None or left < tokens[1]:
+                tokens = (tpm, left, plan.tokens_due)
     headers: dict[str, str] = {}
-    requests = [(p.limits.rpm, p.requests_due) for p in plans if p.limits.rpm is not None]
-    tokens = [(p.limits.tpm, p.tokens_due) for p in plans if p.limits.tpm is not None]
-    for kind, pairs in (("requests", requests), ("tokens", tokens)):
-        if not pairs:
-            continue
-        limit, due = min(pairs, key=lambda pair: _remaining(pair[0] or 0, pair[1], now))
-        assert limit is not None
-        headers[f"x-ratelimit-limit-{kind}"] = str(limit)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(_remaining(limit, due, now))
-        headers[f"x-ratelimit-reset-{kind}"] = duration(max(due - now, 0.0))
+    for kind, tightest in (("requests", requests), ("tokens", tokens)):
+        if tightest is not None:
+            limit_name, remaining_name, reset_name = _NAMES[kind]
+            headers[limit_name] = str(tightest[0])
+            headers[remaining_name] = str(tightest[1])
+            headers[reset_name] = duration(tightest[2] - now)
     return headers
 
 
@@ -250,8 +265,12 @@ def retry_after(wait: float) -> int:
 def duration(seconds: float) -> str:
     """OpenAI's (Go's) duration format: "120ms", "1s", "1.5s", "6m0s", "1h0m0s"."""
     millis = round(seconds * 1000)
-    if millis < 1000:
+    if millis < 1000:  # and below 0: a whole allowance
+        if millis <= 0:
+            return "0ms"
         return f"{millis}ms"
+    if millis < 60_000:
+        return f"{millis / 1000:g}s"  # at most five digits: exact
     hours, millis = divmod(millis, 3_600_000)
     minutes, millis = divmod(millis, 60_000)
     secs = f"{millis // 1000}.{millis % 1000:03d}".rstrip("0").rstrip(".") + "s"
