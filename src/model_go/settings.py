@@ -8,8 +8,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model_go.wire.client_ip import TrustedProxies
 
 SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_LENGTH = 32
@@ -46,8 +48,12 @@ class Settings(BaseSettings):
     default_max_output_tokens: int = Field(default=4096, ge=1)
     min_output_tokens: int = Field(default=256, ge=1)
     idempotency_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    # the limits of a tier that does not set its own, per user (0: none); relay/limits.py
     default_rpm: int = Field(default=0, ge=0)
+    default_tpm: int = Field(default=0, ge=0)
     default_concurrency: int = Field(default=0, ge=0)
+    # comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (empty: none)
+    trusted_proxies: str = ""
     log_level: str = "INFO"
     # json | text; unset: JSON when stderr is not a terminal (telemetry/logs.py)
     log_format: Literal["json", "text"] | None = None
@@ -99,6 +105,12 @@ class Settings(BaseSettings):
     # one mail when a balance falls below this (users may set their own); 0: no mail unless they do
     low_balance_usd: Decimal = Field(default=Decimal(0), ge=0, le=1_000_000, decimal_places=6)
     low_balance_check_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        TrustedProxies.parse(value)  # refused at start, naming the entry that is not a CIDR
+        return value
 
     @property
     def low_balance_micros(self) -> int:

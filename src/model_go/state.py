@@ -28,7 +28,7 @@ from model_go.relay.demo_upstream import LocalTransport
 from model_go.relay.health import Health
 from model_go.relay.health_store import HealthStore
 from model_go.relay.idempotency import Idempotency, usage_lookup
-from model_go.relay.limits import InProcessLimiter, Limiter
+from model_go.relay.limits import InProcessLimiter, Limiter, Limits
 from model_go.relay.policy import Policies
 from model_go.relay.snapshot import Snapshot, load
 from model_go.security import KeyRing
@@ -40,6 +40,7 @@ from model_go.supervisor import Supervisor
 from model_go.telemetry.metrics import Metrics, Sources
 from model_go.usage import retention
 from model_go.usage.writer import UsageWriter
+from model_go.wire.client_ip import TrustedProxies
 
 log = logging.getLogger("model_go.state")
 
@@ -65,6 +66,7 @@ class AppState:
     snapshot: Snapshot = field(default_factory=Snapshot)
     budgets: BudgetTracker = field(default_factory=BudgetTracker)  # keys' spend limits
     metrics: Metrics = field(default_factory=Metrics)
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)  # whose X-Forwarded-For counts
     ready: bool = False
     # users, sessions, mail and policy versions; built in start() once the database is migrated
     accounts: AccountsRuntime | None = None
@@ -73,7 +75,13 @@ class AppState:
     async def reload(self) -> None:
         """Rebuild the snapshot and refresh balances, in step with the usage writer."""
         async with self.sync_lock, self.engine.connect() as conn:
-            snapshot, balances = await load(conn, self.keyring, self.settings.default_max_output_tokens)
+            settings = self.settings
+            defaults = Limits(
+                rpm=settings.default_rpm or None,
+                tpm=settings.default_tpm or None,
+                max_concurrency=settings.default_concurrency or None,
+            )
+            snapshot, balances = await load(conn, self.keyring, settings.default_max_output_tokens, defaults)
             self.ledger.refresh(balances)
             await refresh_budgets(self.budgets, conn)
             self.snapshot = snapshot
@@ -127,6 +135,7 @@ async def start(settings: Settings) -> AppState:
         authenticator=Authenticator(keyring, engine),
         idempotency=Idempotency(usage_lookup(engine), settings.idempotency_hours),
         sync_lock=lock,
+        proxies=TrustedProxies.parse(settings.trusted_proxies),
     )
     await state.reload()
     state.metrics.watch(

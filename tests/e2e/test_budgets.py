@@ -1,14 +1,17 @@
-"""Browser tests of key budgets (keys page) and the low-balance reminder (billing page and banner)."""
+"""Browser tests of key budgets and rate limits (keys page), a user's rate limits (admin users
+page), and the low-balance reminder (billing page and banner)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.conftest import Site, in_thread, login, new_page, settle, shot
+from model_go.services import limits
+from model_go.storage import repo
+from tests.e2e.conftest import ADMIN_PASSWORD, Site, in_thread, login, new_page, settle, shot
 from tests.e2e.test_billing import PASSWORD, accept_policy, customer
 
 
-def test_keys_page_sets_and_changes_budgets_like_the_cli(browser: Any, site: Site) -> None:
+def test_keys_page_sets_budgets_and_rate_limits_like_the_cli(browser: Any, site: Site) -> None:
     name = customer(site)
     page = new_page(browser, site)
     login(page, name, PASSWORD, "/keys")
@@ -18,12 +21,16 @@ def test_keys_page_sets_and_changes_budgets_like_the_cli(browser: Any, site: Sit
     form.locator("[name=budget_usd]").fill("0.50")
     form.locator("[name=budget_period]").select_option("week")
     form.locator("[name=lifetime_budget_usd]").fill("2")
+    page.get_by_label("Requests per minute").fill("30")
+    page.get_by_label("Requests at a time").fill("2")
     page.get_by_role("button", name="Create key").click()
     page.locator("[data-secret-box]").wait_for()
     row = page.locator("[data-keys] tr", has_text="budgeted")
     row.locator("[data-budget]", has_text="$0.50 a week, $2.00 in all").wait_for()
+    row.locator("[data-limits]", has_text="30 requests/min, 2 at a time").wait_for()
     listed = in_thread(lambda: site.gw.cli("key", "list", name).stdout)
     assert "$0.50 weekly, $2.00 lifetime" in listed  # the same budget the CLI would set
+    assert "30 rpm, 2 concurrent" in " ".join(listed.split())  # and the same limits
 
     row.get_by_role("button", name="Budget of key budgeted").click()
     edit = page.locator("#budget-form")
@@ -42,6 +49,39 @@ def test_keys_page_sets_and_changes_budgets_like_the_cli(browser: Any, site: Sit
     assert "$3.00 lifetime" in listed and "weekly" not in listed
     shot(page, "70-keys-budgets")
     assert page.errors == [], page.errors
+
+
+def test_admin_sets_a_users_tier_and_own_limits(browser: Any, site: Site) -> None:
+    name = customer(site)
+
+    async def tier(conn: Any, _k: Any) -> None:
+        await limits.set_tier(conn, "e2e-gold", limits.LimitChange(rpm=600, tpm=90_000))
+
+    in_thread(lambda: site.gw.db(tier))
+    admin = new_page(browser, site)
+    login(admin, site.admin_login, ADMIN_PASSWORD, "/admin/users")
+    admin.get_by_role("searchbox", name="Search users").fill(name)
+    admin.get_by_role("button", name="Search").click()
+    row = admin.locator("[data-users] tr", has_text=name)
+    row.get_by_role("button", name=f"Rate limits of {name}").click()
+    dialog = admin.locator("#limits-form")
+    dialog.wait_for()
+    assert dialog.locator("[name=tier]").input_value() == "default"
+    dialog.locator("[name=tier]").select_option("e2e-gold")
+    dialog.locator("[data-tier-limits]", has_text="600 requests/min, 90,000 tokens/min").wait_for()
+    dialog.get_by_label("Requests at a time").fill("0")
+    dialog.get_by_role("button", name="Save limits").click()
+    dialog.locator("[data-form-error]", has_text="Requests at a time").wait_for()  # refused before sending
+    assert dialog.get_by_label("Requests at a time").get_attribute("aria-invalid") == "true"
+    dialog.get_by_label("Requests at a time").fill("3")
+    dialog.get_by_role("button", name="Save limits").click()
+    dialog.wait_for(state="hidden")
+    user = in_thread(lambda: site.gw.db(lambda c, _k: repo.user_by_username(c, name)))
+    assert (user.tier, user.rpm_limit, user.tpm_limit, user.max_concurrency) == ("e2e-gold", None, None, 3)
+    row.get_by_role("button", name=f"Rate limits of {name}").click()
+    assert dialog.get_by_label("Requests at a time").input_value() == "3"
+    shot(admin, "72-admin-user-limits")
+    assert admin.errors == [], admin.errors
 
 
 def test_low_balance_reminder_and_banner(browser: Any, site: Site) -> None:

@@ -18,7 +18,7 @@ from model_go.storage import repo
 from model_go.storage.db import make_engine, migrate
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-KEY = KeyInfo(id=1, user_id=7, models=None, expires_at=None, rpm_limit=None)
+KEY = KeyInfo(id=1, user_id=7, models=None, expires_at=None)
 
 
 def test_the_key_comes_from_bearer_or_x_api_key() -> None:
@@ -31,12 +31,12 @@ def test_the_key_comes_from_bearer_or_x_api_key() -> None:
 
 
 def test_admit_says_why_not() -> None:
-    user = UserInfo(id=7, disabled=False, rpm_limit=None)
+    user = UserInfo(id=7, disabled=False)
     assert admit(KEY, user, NOW) is KEY
     cases = [
         (None, user, "Incorrect API key provided."),
-        (KeyInfo(1, 7, None, NOW - timedelta(seconds=1), None), user, "This API key has expired."),
-        (KEY, UserInfo(id=7, disabled=True, rpm_limit=None), "This account is disabled."),
+        (KeyInfo(1, 7, None, NOW - timedelta(seconds=1)), user, "This API key has expired."),
+        (KEY, UserInfo(id=7, disabled=True), "This account is disabled."),
         (KEY, None, "This account is disabled."),
     ]
     for key, owner, message in cases:

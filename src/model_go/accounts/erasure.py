@@ -59,6 +59,8 @@ async def erase(conn: AsyncConnection, user_id: int) -> None:
         marketing_emails=False,
         marketing_updated_at=None,
         rpm_limit=None,
+        tpm_limit=None,
+        max_concurrency=None,
     )
     await repo.bump_version(conn)
 

@@ -9,7 +9,8 @@ sheet, a stranger must not be able to lock the owner out:
     per account, globally   `per_account_global` failures (from many addresses) lock the account,
                             except for addresses that signed in to it successfully before
 
-The address is the socket peer (never X-Forwarded-For, which a client sets at will). A throttled
+The address is the socket peer, or the client a trusted proxy names (wire/client_ip.py: never an
+X-Forwarded-For from anyone else, which a client sets at will). A throttled
 login is refused before the password is checked, so it reveals nothing.
 
 Mail: sign-ups and password resets are counted per address and per recipient (RateLimits), so

@@ -12,22 +12,26 @@ from model_go.accounts import policy, tickets
 from model_go.accounts import users as user_store
 from model_go.api import channel_probe
 from model_go.api.deps import AdminUser, PathId, RuntimeDep, StateDep
-from model_go.api.keys_routes import budget_change
+from model_go.api.keys_routes import budget_change, limit_change
 from model_go.api.schemas import (
     ChannelIn,
     ChannelPatch,
     CreditIn,
     KeyBudgetIn,
     KeyOut,
+    LimitsIn,
     MessageIn,
     Page,
     PolicyIn,
     PriceIn,
+    TierOut,
+    UserLimitsOut,
+    UserTierIn,
 )
 from model_go.api.usage_routes import PageNo, PageSize
 from model_go.billing.money import micros_to_usd
 from model_go.errors import Conflict
-from model_go.services import channels, keys, prices, usage, users
+from model_go.services import channels, keys, limits, prices, usage, users
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -99,6 +103,55 @@ async def set_key_budgets(
             conn, key_id, budget_change(body, body.model_fields_set), creator=admin.key
         )
     return dataclasses.asdict(key)
+
+
+@router.patch("/keys/{key_id}/limits", response_model=KeyOut)
+async def set_key_limits(key_id: PathId, body: LimitsIn, admin: AdminUser, state: StateDep) -> dict[str, Any]:
+    """Set or remove any key's own rate limits (only the fields sent change; null removes)."""
+    async with state.engine.begin() as conn:
+        key = await keys.set_limits(conn, key_id, limit_change(body, body.model_fields_set))
+    return dataclasses.asdict(key)
+
+
+@router.get("/tiers", response_model=list[TierOut])
+async def list_tiers(admin: AdminUser, state: StateDep) -> list[dict[str, Any]]:
+    """Rate-limit tiers: a user's limits where they have none of their own ("default" always listed)."""
+    async with state.engine.connect() as conn:
+        return [dataclasses.asdict(tier) for tier in await limits.list_tiers(conn)]
+
+
+@router.put("/tiers/{name}", response_model=TierOut)
+async def set_tier(name: str, body: LimitsIn, admin: AdminUser, state: StateDep) -> dict[str, Any]:
+    """Create a tier or change its limits (only the fields sent change; null removes)."""
+    async with state.engine.begin() as conn:
+        tier = await limits.set_tier(conn, name, limit_change(body, body.model_fields_set))
+    return dataclasses.asdict(tier)
+
+
+@router.get("/users/{user_id}/limits", response_model=UserLimitsOut)
+async def user_limits(user_id: PathId, admin: AdminUser, state: StateDep) -> dict[str, Any]:
+    """A user's tier, their tier's limits and their own."""
+    async with state.engine.connect() as conn:
+        return dataclasses.asdict(await limits.user_limits(conn, user_id=user_id))
+
+
+@router.patch("/users/{user_id}/limits", response_model=UserLimitsOut)
+async def set_user_limits(
+    user_id: PathId, body: LimitsIn, admin: AdminUser, state: StateDep
+) -> dict[str, Any]:
+    """Set or remove a user's own limits, counted across all their keys (only the fields sent change)."""
+    async with state.engine.begin() as conn:
+        found = await limits.set_user_limits(conn, limit_change(body, body.model_fields_set), user_id=user_id)
+    return dataclasses.asdict(found)
+
+
+@router.put("/users/{user_id}/tier", response_model=UserLimitsOut)
+async def set_user_tier(
+    user_id: PathId, body: UserTierIn, admin: AdminUser, state: StateDep
+) -> dict[str, Any]:
+    """Put a user in a tier."""
+    async with state.engine.begin() as conn:
+        return dataclasses.asdict(await limits.set_user_tier(conn, body.tier, user_id=user_id))
 
 
 def _channel_view(channel: channels.ChannelView) -> dict[str, Any]:

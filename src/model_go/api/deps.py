@@ -17,6 +17,7 @@ from model_go.accounts.runtime import AccountsRuntime
 from model_go.errors import AuthenticationFailed, PermissionDenied
 from model_go.services import keys
 from model_go.state import AppState
+from model_go.wire.client_ip import TrustedProxies
 
 # Ids in paths and queries: a number the database can hold, or a 400 naming the parameter.
 MAX_DB_INT = 2**63 - 1
@@ -56,8 +57,10 @@ class Principal:
 
 
 def client_ip(request: Request) -> str:
-    # the socket peer: X-Forwarded-For is whatever the client wants it to be
-    return request.client.host if request.client else "unknown"
+    """The socket peer, or the client a trusted proxy names (wire/client_ip.py): per-address limits."""
+    state: AppState | None = getattr(request.app.state, "model_go", None)
+    proxies = state.proxies if state is not None else TrustedProxies()
+    return proxies.of_scope(request.scope) or "unknown"
 
 
 def session_cookie(request: Request, rt: AccountsRuntime) -> str | None:

@@ -8,8 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from model_go.api.deps import CurrentUser, PathId, StateDep
-from model_go.api.schemas import KeyBudgetIn, KeyIn, KeyOut, NewKeyOut
+from model_go.api.schemas import KeyBudgetIn, KeyIn, KeyOut, LimitsIn, NewKeyOut
 from model_go.services import keys
+from model_go.services.limits import COLUMNS, LimitChange
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
 
@@ -35,8 +36,14 @@ async def create_key(body: KeyIn, principal: CurrentUser, state: StateDep) -> di
             expires_at=body.expires_at,
             creator=principal.key,
             budgets=budget_change(body, body.model_fields_set),
+            limits=limit_change(body, body.model_fields_set),
         )
     return {**dataclasses.asdict(new.key), "secret": new.secret}
+
+
+def limit_change(body: LimitsIn, sent: set[str]) -> LimitChange:
+    """The limits the client sent (null: remove); those it left out stay as they are."""
+    return LimitChange(**{name: getattr(body, name) for name in COLUMNS if name in sent})
 
 
 def budget_change(body: KeyIn | KeyBudgetIn, sent: set[str]) -> keys.BudgetChange:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 T = TypeVar("T")
 
@@ -70,7 +70,26 @@ BUDGET_PERIOD = "day, week or month (UTC; weeks start on Monday)."
 LIFETIME_USD = 'Spend limit in USD over the key\'s whole life, as a string ("20.00"); null: none.'
 
 
-class KeyIn(Strict):
+RPM = "Requests per minute (null: no limit of its own)."
+TPM = "Tokens per minute, prompt and output (null: no limit of its own)."
+MAX_CONCURRENCY = "Requests at a time (null: no limit of its own)."
+
+
+class LimitsIn(Strict):
+    """Only the fields sent change; null removes a limit."""
+
+    rpm: StrictInt | None = Field(default=None, description=RPM)
+    tpm: StrictInt | None = Field(default=None, description=TPM)
+    max_concurrency: StrictInt | None = Field(default=None, description=MAX_CONCURRENCY)
+
+
+class UserTierIn(Strict):
+    tier: str = Field(
+        max_length=32, description='"default", or a tier made with PUT /api/admin/tiers/{name}.'
+    )
+
+
+class KeyIn(LimitsIn):
     name: str = Field(default="", max_length=128)
     models: list[str] | None = Field(default=None, max_length=100, description="Allowed models; null = all.")
     expires_at: datetime | None = None
@@ -186,6 +205,26 @@ class MessageOut(BaseModel):
     message: str
 
 
+class LimitsOut(BaseModel):
+    rpm: int | None
+    tpm: int | None
+    max_concurrency: int | None
+
+
+class TierOut(BaseModel):
+    name: str
+    limits: LimitsOut
+    users: int
+
+
+class UserLimitsOut(BaseModel):
+    user_id: int
+    username: str
+    tier: str
+    own: LimitsOut = Field(description="The user's own limits, over the tier's where set.")
+    tier_limits: LimitsOut
+
+
 class KeyOut(BaseModel):
     id: int
     name: str
@@ -197,6 +236,7 @@ class KeyOut(BaseModel):
     budget_micros: int | None
     budget_period: str | None
     lifetime_budget_micros: int | None
+    limits: LimitsOut = Field(description="The key's own rate limits; its user's apply as well.")
 
 
 class NewKeyOut(KeyOut):

@@ -8,6 +8,7 @@ import typer
 from model_go.cli import billing
 from model_go.cli.channels import channel_app
 from model_go.cli.keys import key_app
+from model_go.cli.limits import tier_app
 from model_go.cli.prices import price_app
 from model_go.cli.retention import retention_app
 from model_go.cli.serve import migrate, serve
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.add_typer(user_app, name="user")
 app.add_typer(credit_app, name="credit")
 app.add_typer(key_app, name="key")
+app.add_typer(tier_app, name="tier")
 app.add_typer(channel_app, name="channel")
 app.add_typer(price_app, name="price")
 app.add_typer(usage_app, name="usage")

@@ -10,8 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing.budgets import ADJECTIVE, format_usd
 from model_go.cli.common import err, fail, out, run_db, split_models
+from model_go.cli.limits import LIMIT_OPTIONS, MaxConcurrency, Rpm, Tpm, limit_change
 from model_go.security import KeyRing
 from model_go.services import keys, users
+from model_go.services.changes import UNSET
+from model_go.services.limits import describe
 
 key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 
@@ -49,21 +52,25 @@ def key_add(
     budget: Budget = None,
     budget_period: BudgetPeriod = None,
     lifetime_budget: LifetimeBudget = None,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
+    max_concurrency: MaxConcurrency = None,
 ) -> None:
     """Create an API key. The secret is printed once, alone on the last line."""
+    limits = limit_change(rpm, tpm, max_concurrency)
     change = keys.BudgetChange(
-        budget_usd=keys.UNSET if budget is None else budget,
-        budget_period=keys.UNSET if budget_period is None else budget_period,
-        lifetime_budget_usd=keys.UNSET if lifetime_budget is None else lifetime_budget,
+        budget_usd=UNSET if budget is None else budget,
+        budget_period=UNSET if budget_period is None else budget_period,
+        lifetime_budget_usd=UNSET if lifetime_budget is None else lifetime_budget,
     )
 
     async def work(conn: AsyncConnection, keyring: KeyRing) -> keys.CreatedKey:
         user = await users.find(conn, username=username)
         return await keys.create(
-            conn, keyring, user.id, name=name, models=split_models(models), budgets=change
+            conn, keyring, user.id, name=name, models=split_models(models), budgets=change, limits=limits
         )
 
-    new = run_db(work, options={"models": "--models", **BUDGET_OPTIONS})
+    new = run_db(work, options={"models": "--models", **BUDGET_OPTIONS, **LIMIT_OPTIONS})
     err.print(f"created key {new.key.id} for {username}; the secret is shown only now:", highlight=False)
     typer.echo(new.secret)
 
@@ -75,7 +82,7 @@ def key_list(username: str) -> None:
     async def work(conn: AsyncConnection, _k: KeyRing) -> list[keys.KeyView]:
         return await keys.list_for(conn, (await users.find(conn, username=username)).id)
 
-    table = Table("id", "name", "prefix", "models", "budget", "created", "status")
+    table = Table("id", "name", "prefix", "models", "budget", "limits", "created", "status")
     for key in run_db(work):
         table.add_row(
             str(key.id),
@@ -83,6 +90,7 @@ def key_list(username: str) -> None:
             key.prefix + "…",
             ", ".join(key.models) if key.models else "all",
             budget_text(key),
+            describe(key.limits),
             key.created_at.strftime("%Y-%m-%d %H:%M"),
             "revoked" if key.revoked_at else "active",
         )
@@ -118,11 +126,11 @@ def key_budget(
     if clear_lifetime_budget and lifetime_budget is not None:
         raise fail("--clear-lifetime-budget cannot be combined with --lifetime-budget")
     change = keys.BudgetChange(
-        budget_usd=None if clear_budget else (keys.UNSET if budget is None else budget),
-        budget_period=None if clear_budget else (keys.UNSET if budget_period is None else budget_period),
+        budget_usd=None if clear_budget else (UNSET if budget is None else budget),
+        budget_period=None if clear_budget else (UNSET if budget_period is None else budget_period),
         lifetime_budget_usd=None
         if clear_lifetime_budget
-        else (keys.UNSET if lifetime_budget is None else lifetime_budget),
+        else (UNSET if lifetime_budget is None else lifetime_budget),
     )
 
     async def work(conn: AsyncConnection, _k: KeyRing) -> keys.KeyView:
@@ -130,3 +138,15 @@ def key_budget(
 
     key = run_db(work, options=BUDGET_OPTIONS)
     out.print(f"key {key.id} budget: {budget_text(key)}", highlight=False)
+
+
+@key_app.command("set")
+def key_set(key_id: int, rpm: Rpm = None, tpm: Tpm = None, max_concurrency: MaxConcurrency = None) -> None:
+    """Set or remove (0) a key's own rate limits; its user's apply as well."""
+    change = limit_change(rpm, tpm, max_concurrency)
+
+    async def work(conn: AsyncConnection, _k: KeyRing) -> keys.KeyView:
+        return await keys.set_limits(conn, key_id, change)
+
+    key = run_db(work, options=LIMIT_OPTIONS)
+    out.print(f"key {key.id} limits: {describe(key.limits)}", highlight=False)

@@ -78,8 +78,9 @@ def serve(
         ws="none",
         timeout_keep_alive=settings.idle_connection_timeout_seconds,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,  # type: ignore[arg-type]  # a float works
-        # the client address is the socket peer: uvicorn would otherwise take X-Forwarded-For from
-        # local peers, which lets any local client reset per-IP login throttling and forge usage IPs
+        # uvicorn would otherwise take X-Forwarded-For from local peers, which lets any local client
+        # reset per-IP login throttling and forge usage IPs; wire/client_ip.py believes only the
+        # proxies in MODELGO_TRUSTED_PROXIES
         proxy_headers=False,
     )
 

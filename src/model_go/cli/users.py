@@ -13,11 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing.money import micros_to_usd
 from model_go.cli.common import out, run_db
+from model_go.cli.limits import user_limits, user_tier
 from model_go.security import KeyRing
 from model_go.services import users
 
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 credit_app = typer.Typer(help="Add credit to a balance.", no_args_is_help=True)
+user_app.command("tier")(user_tier)
+user_app.command("limits")(user_limits)
 
 
 @user_app.command("add")

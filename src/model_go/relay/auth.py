@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from model_go.errors import AuthenticationFailed
-from model_go.relay.snapshot import KeyInfo, Snapshot, UserInfo
+from model_go.relay.snapshot import KeyInfo, Snapshot, UserInfo, limits_of
 from model_go.security import KeyRing
 from model_go.storage import keys_repo
 
@@ -90,7 +90,7 @@ class Authenticator:
             user_id=row.user_id,
             models=frozenset(orjson.loads(row.models)) if row.models else None,
             expires_at=row.expires_at,
-            rpm_limit=row.rpm_limit,
+            limits=limits_of(row),
         )
-        user = UserInfo(id=row.user_id, disabled=row.disabled, rpm_limit=row.user_rpm_limit)
+        user = UserInfo(id=row.user_id, disabled=row.disabled)  # its limits: the snapshot's, once caught up
         return admit(key, user, datetime.now(UTC))

@@ -35,6 +35,7 @@ class Outcome:
     cost_micros: int = 0  # what the settlement debited
     upstream_seconds: float = 0.0  # spent waiting on upstreams, every attempt's
     overhead_seconds: float | None = None  # inside model-go until the response started
+    tokens: int = 0  # prompt and completion tokens, as billed (the tokens-per-minute correction)
 
     def attempting(self, channel_id: int) -> None:
         self.attempts += 1
@@ -67,8 +68,9 @@ class Outcome:
         self.usage = usage
         self.completion_chars = completion_chars
 
-    def billed(self, cost_micros: int) -> None:
+    def billed(self, cost_micros: int, tokens: int) -> None:
         self.cost_micros = cost_micros
+        self.tokens = tokens
 
     def failed(self, error: GatewayError) -> None:
         self.status, self.error_code = error.status, error.code

@@ -52,11 +52,13 @@ from model_go.relay.auth import raw_key_from
 from model_go.relay.context import CLIENT_CLOSED, Context, Once, usage_or_estimate
 from model_go.relay.health import REFUSED, retryable
 from model_go.relay.idempotency import checked_key
+from model_go.relay.limits import UNLIMITED, Admission
 from model_go.relay.routing import candidates
 from model_go.relay.snapshot import KeyInfo
 from model_go.state import AppState
 from model_go.telemetry.metrics import NO_LABEL, RequestFigures
 from model_go.telemetry.request_ids import new_request_id
+from model_go.tokens import estimate_prompt_tokens
 from model_go.usage.writer import UsageRecord
 from model_go.wire import openai as wire
 from model_go.wire.canonical import Call, Usage
@@ -258,7 +260,7 @@ class Relay:
                 stream=request is not None and request.stream,
                 client_wants_usage=request is not None and request.wants_usage,
             ),
-            client_ip=scope["client"][0] if scope.get("client") else None,
+            client_ip=self.state.proxies.of_scope(scope),
             user_agent=header(scope, b"user-agent"),
             chat=chat,
             dialect=dialect,
@@ -283,23 +285,22 @@ class Relay:
     async def _serve(self, ctx: Context, receive: Receive, send: Send) -> int:
         """Limits, the Idempotency-Key, then the request itself."""
         state, key = self.state, ctx.key
-        limit_headers = self._check_limits(key)
-        concurrency = self.settings.default_concurrency
-        if concurrency:
-            state.limiter.acquire(key.user_id, concurrency)
+        admission = await self._check_limits(ctx)
         try:
             once = ctx.idempotency
             if once is None:
-                await self._run(ctx, receive, send, limit_headers)
+                await self._run(ctx, receive, send, admission.headers)
                 return ctx.outcome.status
             await state.idempotency.claim(key.id, once.key_hash, once.body_hash, ctx.request_id)
             try:
-                await self._run(ctx, receive, send, limit_headers)
+                await self._run(ctx, receive, send, admission.headers)
             finally:
                 state.idempotency.finish(key.id, once.key_hash, ctx.outcome.status, ctx.outcome.cost_micros)
         finally:
-            if concurrency:
-                state.limiter.release(key.user_id)
+            # whatever ended the request (its end, an error, the client leaving, a cancellation): the
+            # token estimate becomes what it used, and its concurrency slots come back
+            if admission is not UNLIMITED:
+                state.limiter.settle(admission, ctx.outcome.tokens)
         return ctx.outcome.status
 
     async def _run(self, ctx: Context, receive: Receive, send: Send, limit_headers: dict[str, str]) -> None:
@@ -397,12 +398,26 @@ class Relay:
             raise PermissionDenied(f"This API key is not allowed to use the model '{model}'.", param="model")
         return channels, price
 
-    def _check_limits(self, key: KeyInfo) -> dict[str, str]:
-        user = self.state.snapshot.users.get(key.user_id)
-        rpm = key.rpm_limit or (user.rpm_limit if user else None) or self.settings.default_rpm
-        if not rpm:
-            return {}
-        return self.state.limiter.check_rpm(key.id, rpm)
+    async def _check_limits(self, ctx: Context) -> Admission:
+        """Count the request against its key's and its user's limits (429 when over any)."""
+        key, snap = ctx.key, self.state.snapshot
+        user = snap.users.get(key.user_id)
+        user_limits = user.limits if user is not None else snap.default_limits
+        if not key.limits.active and not user_limits.active:
+            return UNLIMITED  # nothing to count: the common case costs no call
+        tokens = 0
+        if key.limits.tpm is not None or user_limits.tpm is not None:
+            tokens = self._token_estimate(ctx)
+        return await self.state.limiter.admit(key.id, key.limits, key.user_id, user_limits, tokens)
+
+    def _token_estimate(self, ctx: Context) -> int:
+        """Tokens a minute are charged at admission with the prompt's typical-case estimate and the
+        output the request may ask for (the reservation's cap before a short balance shrinks it);
+        the settlement corrects it to the real count."""
+        if not ctx.chat:
+            return estimate_prompt_tokens(ctx.call.body)
+        output = ctx.requested_output or ctx.price.spec.max_output_tokens
+        return estimate_prompt_tokens(ctx.call.body) + output * ctx.choices
 
     # -- upstream attempts ------------------------------------------------------------------
 
@@ -489,7 +504,9 @@ class Relay:
         usage = usage or Usage()
         cost = ctx.cost(usage)
         debit = self.state.ledger.settle(res, cost)
-        ctx.outcome.billed(debit.amount if debit is not None else 0)
+        ctx.outcome.billed(
+            debit.amount if debit is not None else 0, usage.prompt_tokens + usage.completion_tokens
+        )
         self.state.budgets.settle(ctx.key.id, res.request_id, debit.amount if debit else 0)
         overrun = max(cost - res.amount, 0) if debit is not None else 0
         if overrun:

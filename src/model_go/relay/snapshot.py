@@ -18,9 +18,10 @@ from model_go.billing.catalogue import shipped
 from model_go.billing.pricing import Price
 from model_go.providers import REGISTRY
 from model_go.providers.base import Channel
+from model_go.relay.limits import NO_LIMITS, Limits
 from model_go.security import KeyRing
 from model_go.storage import repo
-from model_go.storage.tables import api_keys, channels, prices, users
+from model_go.storage.tables import DEFAULT_TIER, api_keys, channels, prices, tiers, users
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,14 @@ class KeyInfo:
     user_id: int
     models: frozenset[str] | None
     expires_at: datetime | None
-    rpm_limit: int | None
+    limits: Limits = NO_LIMITS  # the key's own, counted for the key alone
 
 
 @dataclass(frozen=True)
 class UserInfo:
     id: int
     disabled: bool
-    rpm_limit: int | None
+    limits: Limits = NO_LIMITS  # in effect: the user's own over their tier's, counted across their keys
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Snapshot:
     users: dict[int, UserInfo] = field(default_factory=dict)
     routes: dict[str, list[Channel]] = field(default_factory=dict)
     prices: dict[str, Price] = field(default_factory=dict)
+    default_limits: Limits = NO_LIMITS  # the default tier's: a user newer than the snapshot has them
 
     def servable_models(self) -> list[str]:
         """Models with at least one enabled channel and a price."""
@@ -93,16 +95,36 @@ def price_from_row(row: Any, default_max_output: int) -> Price:
     )
 
 
+def limits_of(row: Any) -> Limits:
+    """A row's rpm_limit, tpm_limit and max_concurrency columns (a key's, a user's or a tier's)."""
+    return Limits(rpm=row.rpm_limit, tpm=row.tpm_limit, max_concurrency=row.max_concurrency)
+
+
 async def load(
-    conn: AsyncConnection, keyring: KeyRing, default_max_output: int = 4096
+    conn: AsyncConnection,
+    keyring: KeyRing,
+    default_max_output: int = 4096,
+    defaults: Limits = NO_LIMITS,
 ) -> tuple[Snapshot, dict[int, int]]:
-    """Read everything the request path needs; also returns every user's balance."""
+    """Read everything the request path needs; also returns every user's balance. `defaults` are
+    the limits a tier leaves unset (the MODELGO_DEFAULT_* settings)."""
     snap = Snapshot(version=await repo.config_version(conn))
+    tier_limits = {row.name: limits_of(row).over(defaults) for row in await conn.execute(select(tiers))}
+    snap.default_limits = tier_limits.get(DEFAULT_TIER, defaults)
     balances: dict[int, int] = {}
     for row in await conn.execute(
-        select(users.c.id, users.c.disabled, users.c.rpm_limit, users.c.balance_micros)
+        select(
+            users.c.id,
+            users.c.disabled,
+            users.c.rpm_limit,
+            users.c.tpm_limit,
+            users.c.max_concurrency,
+            users.c.tier,
+            users.c.balance_micros,
+        )
     ):
-        snap.users[row.id] = UserInfo(id=row.id, disabled=row.disabled, rpm_limit=row.rpm_limit)
+        tier = tier_limits.get(row.tier, snap.default_limits)
+        snap.users[row.id] = UserInfo(id=row.id, disabled=row.disabled, limits=limits_of(row).over(tier))
         balances[row.id] = row.balance_micros
     key_rows = await conn.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None)))
     for row in key_rows:
@@ -112,7 +134,7 @@ async def load(
             user_id=row.user_id,
             models=allowed,
             expires_at=row.expires_at,
-            rpm_limit=row.rpm_limit,
+            limits=limits_of(row),
         )
     for row in await conn.execute(select(prices)):
         snap.prices[row.model] = price_from_row(row, default_max_output)

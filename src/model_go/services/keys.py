@@ -16,6 +16,8 @@ from model_go.billing.budgets import PERIODS
 from model_go.billing.money import parse_usd
 from model_go.errors import InvalidRequest, NotFound, PermissionDenied, RepoError
 from model_go.security import KeyRing
+from model_go.services.changes import UNSET, Change, Unset
+from model_go.services.limits import COLUMNS, NO_CHANGE, LimitChange, LimitsView
 from model_go.storage import budgets_repo, keys_repo, repo
 
 MAX_ACTIVE_KEYS = 100
@@ -35,6 +37,7 @@ class KeyView:
     budget_micros: int | None  # the spend limit per budget_period; None: no such limit
     budget_period: str | None  # day | week | month (UTC; weeks start on Monday)
     lifetime_budget_micros: int | None
+    limits: LimitsView  # the key's own rate limits (its user's apply as well)
 
     @classmethod
     def of(cls, row: Row[Any]) -> KeyView:
@@ -49,29 +52,17 @@ class KeyView:
             budget_micros=row.budget_micros,
             budget_period=row.budget_period if row.budget_micros is not None else None,
             lifetime_budget_micros=row.lifetime_budget_micros,
+            limits=LimitsView.of(row),
         )
 
 
-class Unset:
-    """A budget field the caller did not mention: left as it is (None clears it)."""
-
-
-UNSET = Unset()
-
-
 @dataclass(frozen=True)
-class BudgetChange:
+class BudgetChange(Change):
     """Budgets as typed by a person (USD strings); UNSET: leave as is, None: remove."""
 
     budget_usd: str | Unset | None = UNSET
     budget_period: str | Unset | None = UNSET
     lifetime_budget_usd: str | Unset | None = UNSET
-
-    @property
-    def empty(self) -> bool:
-        return all(
-            isinstance(v, Unset) for v in (self.budget_usd, self.budget_period, self.lifetime_budget_usd)
-        )
 
     def columns(self, current: Row[Any] | None) -> dict[str, Any]:
         """The api_keys columns to write, checked against the key's current budget (None: a new key)."""
@@ -139,7 +130,10 @@ class CreatedKey:
 
 
 def _check_no_escalation(
-    creator: Row[Any] | None, models: list[str] | None, expires_at: datetime | None
+    creator: Row[Any] | None,
+    models: list[str] | None,
+    expires_at: datetime | None,
+    limits: dict[str, int | None],
 ) -> None:
     """A key may create keys, but never one with more rights than itself."""
     if creator is None:
@@ -150,6 +144,14 @@ def _check_no_escalation(
             raise PermissionDenied(
                 "This API key is restricted to some models; it cannot create a key for other models.",
                 param="models",
+                code="key_rights_exceeded",
+            )
+    for column, value in limits.items():
+        ceiling = getattr(creator, column)
+        if ceiling is not None and (value is None or value > ceiling):
+            raise PermissionDenied(
+                "This API key has rate limits; it cannot create a key with higher ones.",
+                param=column,
                 code="key_rights_exceeded",
             )
     if creator.expires_at is not None and (expires_at is None or expires_at > creator.expires_at):
@@ -181,6 +183,7 @@ async def create(
     creator: Row[Any] | None = None,
     now: datetime | None = None,
     budgets: BudgetChange = BudgetChange(),
+    limits: LimitChange = NO_CHANGE,
 ) -> CreatedKey:
     """Create a key for a user, optionally limited to some models and with an expiry. `creator` is
     the API key making the request, if one does: the new key cannot exceed its rights."""
@@ -191,7 +194,8 @@ async def create(
             allowed = repo.validate_models(models)
         except RepoError as exc:
             raise InvalidRequest(str(exc), param="models", code="invalid_value") from None
-    _check_no_escalation(creator, allowed, expires_at)
+    limit_columns = limits.columns()
+    _check_no_escalation(creator, allowed, expires_at, {**dict.fromkeys(COLUMNS.values()), **limit_columns})
     _check_may_set_budgets(creator)
     budget_columns = budgets.columns(None)
     if await repo.active_key_count(conn, user_id) >= MAX_ACTIVE_KEYS:
@@ -201,8 +205,8 @@ async def create(
     new = await repo.create_key(
         conn, keyring, user_id, name=name.strip(), models=allowed, expires_at=expires_at
     )
-    if budget_columns:
-        await budgets_repo.set_budget(conn, new.id, budget_columns)
+    if budget_columns or limit_columns:
+        await budgets_repo.set_budget(conn, new.id, {**budget_columns, **limit_columns})
     row = await repo.key_by_id(conn, new.id)
     assert row is not None
     return CreatedKey(key=KeyView.of(row), secret=new.secret)
@@ -226,6 +230,13 @@ async def revoke(conn: AsyncConnection, key_id: int, *, owner_id: int | None = N
     return await repo.revoke_key(conn, key_id, user_id=owner_id)
 
 
+async def _active_key(conn: AsyncConnection, key_id: int, owner_id: int | None) -> Row[Any]:
+    row = await repo.key_by_id(conn, key_id)
+    if row is None or row.revoked_at is not None or (owner_id is not None and row.user_id != owner_id):
+        raise key_not_found(key_id)
+    return row
+
+
 async def set_budgets(
     conn: AsyncConnection,
     key_id: int,
@@ -236,9 +247,7 @@ async def set_budgets(
 ) -> KeyView:
     """Set, change or remove an active key's budgets; the running server applies them within a second.
     With `owner_id`, another user's key is not found; `creator` is the API key making the request."""
-    row = await repo.key_by_id(conn, key_id)
-    if row is None or row.revoked_at is not None or (owner_id is not None and row.user_id != owner_id):
-        raise key_not_found(key_id)
+    row = await _active_key(conn, key_id, owner_id)
     _check_may_set_budgets(creator)
     if change.empty:
         raise InvalidRequest(
@@ -257,3 +266,16 @@ async def of_bearer(
 ) -> tuple[Row[Any] | None, Row[Any] | None]:
     """The key's row if it is not revoked, and its owner's row: what /api knows of a key's bearer."""
     return await keys_repo.key_and_owner(conn, key_id, user_id)
+
+
+async def set_limits(
+    conn: AsyncConnection, key_id: int, change: LimitChange, *, owner_id: int | None = None
+) -> KeyView:
+    """Set or remove some of an active key's own rate limits; the running server applies them
+    within a second. With `owner_id`, another user's key is not found."""
+    await _active_key(conn, key_id, owner_id)
+    await budgets_repo.set_budget(conn, key_id, change.required())
+    await repo.bump_version(conn)
+    updated = await repo.key_by_id(conn, key_id)
+    assert updated is not None
+    return KeyView.of(updated)

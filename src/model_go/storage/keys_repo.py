@@ -20,9 +20,10 @@ async def active_key(conn: AsyncConnection, key_hash: str) -> Row[Any] | None:
             api_keys.c.models,
             api_keys.c.expires_at,
             api_keys.c.rpm_limit,
+            api_keys.c.tpm_limit,
+            api_keys.c.max_concurrency,
             users.c.disabled,
             users.c.deleted_at,
-            users.c.rpm_limit.label("user_rpm_limit"),
         )
         .join(users, users.c.id == api_keys.c.user_id)
         .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))

@@ -38,7 +38,11 @@ users = Table(
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("balance_micros", BigInteger, nullable=False, default=0),
+    # rate limits of the user's own (NULL: their tier's); relay/limits.py
     Column("rpm_limit", Integer, nullable=True),
+    Column("tpm_limit", Integer, nullable=True),
+    Column("max_concurrency", Integer, nullable=True),
+    Column("tier", String(32), nullable=False, default="default", server_default="default"),  # tiers.name
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     # account fields. Operator-created users (CLI) count as verified; sign-up sets NULL explicitly.
     Column("email_verified_at", UTCDateTime, nullable=True, default=utcnow),
@@ -66,7 +70,10 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     # JSON list of allowed public model names; NULL means every model
     Column("models", Text, nullable=True),
+    # rate limits of the key's own, under its user's (NULL: only the user's apply)
     Column("rpm_limit", Integer, nullable=True),
+    Column("tpm_limit", Integer, nullable=True),
+    Column("max_concurrency", Integer, nullable=True),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("expires_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
@@ -76,6 +83,19 @@ api_keys = Table(
     Column("lifetime_budget_micros", BigInteger, nullable=True),
     # the cost of this key's usage rows the retention purge removed, so the lifetime spend survives it
     Column("purged_spend_micros", BigInteger, nullable=False, default=0, server_default="0"),
+)
+
+# Rate-limit tiers: a user's limits unless they have their own; "default" needs no row (then the
+# MODELGO_DEFAULT_* settings apply). NULL: no such limit in the tier.
+DEFAULT_TIER = "default"
+tiers = Table(
+    "tiers",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("rpm_limit", Integer, nullable=True),
+    Column("tpm_limit", Integer, nullable=True),
+    Column("max_concurrency", Integer, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
 )
 
 channels = Table(

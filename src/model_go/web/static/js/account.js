@@ -123,6 +123,26 @@
     return body;
   }
 
+  // "60 requests/min, 100,000 tokens/min, 4 at a time"; "" when the object sets none
+  MG.limitsText = function (limits) {
+    if (!limits) return "";
+    const parts = [];
+    if (limits.rpm !== null) parts.push(`${MG.int(limits.rpm)} requests/min`);
+    if (limits.tpm !== null) parts.push(`${MG.int(limits.tpm)} tokens/min`);
+    if (limits.max_concurrency !== null) parts.push(`${MG.int(limits.max_concurrency)} at a time`);
+    return parts.join(", ");
+  };
+
+  // The limit fields of a form as the API takes them: whole numbers, an empty field is `empty`.
+  MG.limitsBody = function (v, empty) {
+    const body = {};
+    for (const name of ["rpm", "tpm", "max_concurrency"]) {
+      if (v[name]) body[name] = Number(v[name]);
+      else if (empty !== undefined) body[name] = empty;
+    }
+    return body;
+  };
+
   const micros = (m) => (m === null || m === undefined ? "" : String(Number(m) / 1e6));
 
   let shownKeys = [];
@@ -141,6 +161,7 @@
         h("td", {}, h("code", {}, (k.prefix || "") + "…")),
         h("td", { class: "wrap" }, k.models && k.models.length ? k.models.join(", ") : h("span", { class: "muted" }, "all models")),
         h("td", { class: "wrap", "data-budget": "" }, budgetText(k) || h("span", { class: "muted" }, "none")),
+        h("td", { class: "wrap", "data-limits": "" }, MG.limitsText(k.limits) || h("span", { class: "muted" }, "account's")),
         h("td", {}, MG.date(k.created_at)),
         h("td", {}, k.expires_at ? MG.date(k.expires_at) : h("span", { class: "muted" }, "never")),
         h("td", {}, keyStatus(k)),
@@ -153,7 +174,7 @@
     const box = MG.$(main, "[data-secret-box]");
     MG.onSubmit(form, async (v) => {
       const models = v.models ? v.models.split(",").map((s) => s.trim()).filter(Boolean) : null;
-      const body = { name: v.name, models, ...budgetBody(v, false) };
+      const body = { name: v.name, models, ...budgetBody(v, false), ...MG.limitsBody(v) };
       if (v.expires_on) body.expires_at = `${v.expires_on}T23:59:59Z`;
       const created = await MG.api("POST", "/api/keys", body);
       const secret = created.secret || created.key;

@@ -47,6 +47,7 @@
           h("td", {}, MG.date(u.created_at)),
           h("td", {}, u.deleted ? null : h("div", { class: "actions" },
             h("button", { type: "button", class: "secondary outline", "data-action": toggle, "data-id": u.id }, toggle === "enable" ? "Enable" : "Disable"),
+            h("button", { type: "button", class: "secondary outline", "data-action": "limits", "data-id": u.id, "aria-label": `Rate limits of ${u.username}` }, "Limits"),
             h("button", { type: "button", "data-action": "credit", "data-id": u.id }, "Credit"))));
       }, search.elements.q.value ? "No user matches." : "No users yet.");
     }
@@ -68,6 +69,10 @@
         dialog.showModal();
         return;
       }
+      if (btn.dataset.action === "limits") {
+        act(main, btn, () => openLimits(user));
+        return;
+      }
       const verb = btn.dataset.action;
       if (verb === "disable" && !window.confirm(`Disable ${user.username}? Their keys and sessions stop working at once.`)) return;
       act(main, btn, async () => {
@@ -77,6 +82,43 @@
       });
     });
     MG.$(dialog, "[data-action=close-dialog]").addEventListener("click", () => dialog.close());
+
+    // Rate limits: the user's tier and their own limits (empty: the tier's), in one dialog.
+    const limitsDialog = MG.$(main, "#limits-dialog");
+    const limitsForm = MG.$(main, "#limits-form");
+    let limitsUser = null;
+    let tiers = [];
+    const tierHelp = () => {
+      const tier = tiers.find((t) => t.name === limitsForm.elements.tier.value);
+      MG.$(limitsForm, "[data-tier-limits]").textContent =
+        `The tier's limits: ${(tier && MG.limitsText(tier.limits)) || "none"} (tiers are set with model-go tier set or PUT /api/admin/tiers).`;
+    };
+    async function openLimits(user) {
+      const [found, all] = await Promise.all([
+        MG.api("GET", `/api/admin/users/${user.id}/limits`),
+        MG.api("GET", "/api/admin/tiers"),
+      ]);
+      limitsUser = user;
+      tiers = all;
+      const select = limitsForm.elements.tier;
+      select.replaceChildren(...tiers.map((t) => h("option", { value: t.name }, t.name)));
+      select.value = found.tier;
+      for (const name of ["rpm", "tpm", "max_concurrency"]) {
+        limitsForm.elements[name].value = found.own[name] === null ? "" : String(found.own[name]);
+      }
+      tierHelp();
+      MG.$(limitsDialog, "[data-limits-user]").textContent = user.username || user.email;
+      MG.clearFormError(limitsForm);
+      limitsDialog.showModal();
+    }
+    limitsForm.elements.tier.addEventListener("change", tierHelp);
+    MG.$(limitsDialog, "[data-action=close-dialog]").addEventListener("click", () => limitsDialog.close());
+    MG.onSubmit(limitsForm, async (v) => {
+      await MG.api("PUT", `/api/admin/users/${limitsUser.id}/tier`, { tier: v.tier });
+      const saved = await MG.api("PATCH", `/api/admin/users/${limitsUser.id}/limits`, MG.limitsBody(v, null));
+      limitsDialog.close();
+      MG.toast(`${saved.username}: tier ${saved.tier}; own limits: ${MG.limitsText(saved.own) || "none"}.`);
+    });
     const LABELS = { credit: "Add credit", debit: "Debit", refund: "Record refund" };
     creditForm.elements.action.addEventListener("change", () => {
       MG.$(creditForm, "[data-submit-label]").textContent = LABELS[creditForm.elements.action.value];
