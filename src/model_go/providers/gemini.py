@@ -16,20 +16,11 @@ import orjson
 from model_go.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
 from model_go.providers import canonical as c
 from model_go.providers import errors
+from model_go.providers import gemini_finish as finishes
 from model_go.providers.base import Channel, UpstreamRequest
 from model_go.tokens import estimate_prompt_tokens
 from model_go.wire.canonical import Call, Usage, as_dict, as_list, int_or, str_or
 
-FINISH_REASONS = {
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-}
 TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
 # Gemini's function calls carry no id (and Gemini 3 wants each call's thoughtSignature back), so the
 # OpenAI tool call id we hand out is synthesized, stable, and carries the signature with it.
@@ -315,11 +306,11 @@ def candidate_parts(
 
 
 def finish_reason(candidate: dict[str, Any], called_tools: bool) -> str | None:
-    reason = candidate.get("finishReason")
-    if not isinstance(reason, str) or reason == "FINISH_REASON_UNSPECIFIED":
-        return None
-    mapped = FINISH_REASONS.get(reason, c.FINISH_STOP)
-    return "tool_calls" if mapped == "stop" and called_tools else mapped
+    """The candidate's canonical finish_reason, None while unfinished; raises when the model failed."""
+    finish = finishes.finish_reason(candidate.get("finishReason"), called_tools)
+    if isinstance(finish, GatewayError):
+        raise finish
+    return finish
 
 
 def _response_id(response: dict[str, Any]) -> str:
@@ -402,6 +393,10 @@ class GeminiStream:
         out: list[bytes] = []
         for position, candidate in enumerate(as_list(response.get("candidates"))):
             out.extend(self._candidate(as_dict(candidate), position, _response_id(response)))
+        if self.error is not None:  # a candidate failed: what it sent so far goes out, then the error
+            self.finished = True
+            self.usage = self._usage[0] if self._usage is not None else None
+            return out
         if len(self._done) >= self.expected:
             self.finished = True
             if self._usage is not None:
@@ -429,8 +424,10 @@ class GeminiStream:
         if delta:
             self.completion_chars += c.delta_chars(delta)
             out.append(self._writer.delta(delta, index=index))
-        finish = finish_reason(candidate, bool(self._calls.get(index)))
-        if finish is not None and index not in self._done:
+        finish = finishes.finish_reason(candidate.get("finishReason"), bool(self._calls.get(index)))
+        if isinstance(finish, GatewayError):
+            self.error = finish
+        elif finish is not None and index not in self._done:
             self._done.add(index)
             out.append(self._writer.delta({}, index=index, finish=finish))
         return out
