@@ -562,12 +562,16 @@ class GeminiProvider:
             url=channel.base_url.rstrip("/") + f"/{method}{query}", headers=headers, body=orjson.dumps(body)
         )
 
-    def chat_request(self, channel: Channel, call: Call) -> UpstreamRequest:
+    def generate_request(self, channel: Channel, call: Call, body: dict[str, Any]) -> UpstreamRequest:
+        """generateContent, or streamGenerateContent as SSE, of the call's upstream model with `body`
+        (also the Gemini dialect's passthrough, whose body is the client's own)."""
         path = model_path(call.upstream_model)
-        body = build_body(channel, call)
         if call.stream:
             return self._request(channel, f"{path}:streamGenerateContent", body, "?alt=sse")
         return self._request(channel, f"{path}:generateContent", body)
+
+    def chat_request(self, channel: Channel, call: Call) -> UpstreamRequest:
+        return self.generate_request(channel, call, build_body(channel, call))
 
     def chat_response(self, call: Call, body: bytes) -> tuple[bytes, Usage | None]:
         return chat_response_json(call, body)
