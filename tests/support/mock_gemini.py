@@ -8,7 +8,8 @@ Behaviour by model name:
                   candidates = words, thoughts 5
   gemini-tool     calls get_weather with a thoughtSignature; once the conversation holds the
                   functionResponse, replies "tool said: <response JSON>" -- but like Gemini 3
-                  refuses (400) a history whose functionCall lost its thoughtSignature
+                  refuses (400) a history whose functionCall lost its thoughtSignature (compared
+                  as bytes: either base64 alphabet, as Gemini reads it)
   gemini-blocked  the prompt is blocked (promptFeedback.blockReason SAFETY, no candidates)
   gemini-429 / gemini-500   google.rpc errors whose messages echo the key
   gemini-embed    embeddings: [len(text) / 10, 0.5, -0.25] per text, no usage reported
@@ -17,6 +18,7 @@ Every request is recorded (path with query, headers, parsed body).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,19 @@ def _last_user_text(contents: list[Any]) -> str:
             if texts:
                 return " ".join(texts)
     return ""
+
+
+def _same_signature(sent: Any) -> bool:
+    """Gemini reads bytes fields in either base64 alphabet (google-genai sends the URL-safe one);
+    test_providers checks that the translator gives the signature back byte for byte."""
+    if not isinstance(sent, str):
+        return False
+    try:
+        return base64.urlsafe_b64decode(sent.replace("+", "-").replace("/", "_")) == base64.b64decode(
+            SIGNATURE
+        )
+    except ValueError:
+        return False
 
 
 def vector_for(text: str) -> list[float]:
@@ -102,7 +117,7 @@ class MockGemini(MockUpstream):
             return [{"text": f"echo: {_last_user_text(contents)}"}]
         for content in contents:
             for part in content.get("parts", []):
-                if "functionCall" in part and part.get("thoughtSignature") != SIGNATURE:
+                if "functionCall" in part and not _same_signature(part.get("thoughtSignature")):
                     return self._rpc_error(
                         400, "INVALID_ARGUMENT", "Function call is missing a thought_signature"
                     )
