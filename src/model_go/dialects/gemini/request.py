@@ -40,6 +40,10 @@ def _dict(value: Any, param: str) -> dict[str, Any]:
     return value
 
 
+def _optional_dict(value: Any, param: str) -> dict[str, Any]:
+    return {} if value is None else _dict(value, param)
+
+
 def _list(value: Any, param: str) -> list[Any]:
     if not isinstance(value, list):
         raise _bad(f"'{param}' must be an array.", param)
@@ -262,7 +266,7 @@ def _tool_choice(body: dict[str, Any], out: dict[str, Any]) -> None:
     config = body.get("toolConfig")
     if config is None:
         return
-    calling = _dict(_dict(config, "toolConfig").get("functionCallingConfig", {}), "toolConfig")
+    calling = _optional_dict(_dict(config, "toolConfig").get("functionCallingConfig"), "toolConfig")
     mode = calling.get("mode", "AUTO")
     if mode not in TOOL_MODES:
         raise _bad(
@@ -306,7 +310,7 @@ def _reasoning_effort(thinking: dict[str, Any]) -> str | None:
 
 
 def _generation(body: dict[str, Any], out: dict[str, Any]) -> None:
-    config = _dict(body.get("generationConfig") or {}, "generationConfig")
+    config = _optional_dict(body.get("generationConfig"), "generationConfig")
     cap = _positive(config, "maxOutputTokens")
     if cap is not None:
         out["max_tokens"] = cap
@@ -334,7 +338,9 @@ def _generation(body: dict[str, Any], out: dict[str, Any]) -> None:
             }
         else:
             out["response_format"] = {"type": "json_object"}
-    effort = _reasoning_effort(_dict(config.get("thinkingConfig") or {}, "generationConfig.thinkingConfig"))
+    effort = _reasoning_effort(
+        _optional_dict(config.get("thinkingConfig"), "generationConfig.thinkingConfig")
+    )
     if effort is not None:
         out["reasoning_effort"] = effort
 
