@@ -6,8 +6,13 @@ Google's shape."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -386,3 +391,58 @@ def test_models_in_googles_shape_and_v1_models_still_openais_for_bearer(world: W
     openai = httpx.get(base, headers={"Authorization": f"Bearer {key}"}).json()
     assert openai["object"] == "list" and {f"models/{m['id']}" for m in openai["data"]} == names
     assert httpx.get(base + f"?key={key}").json().keys() == {"models"}
+
+
+# -- Gemini CLI ----------------------------------------------------------------------------------
+
+
+def gemini_cli() -> str:
+    """The `gemini` command (.ci/run installs @google/gemini-cli from npm); CI must have it."""
+    found = shutil.which("gemini")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("the Gemini CLI is not installed, and CI must test it (.ci/run installs it)")
+        pytest.skip("the Gemini CLI is not installed: npm install -g @google/gemini-cli@0.61.0")
+    return found
+
+
+@pytest.mark.parametrize("model", ["gpt-mock", "gemini-x"], ids=["translated", "passthrough"])
+def test_gemini_cli_end_to_end(world: World, model: str, tmp_path: Path) -> None:
+    """`gemini -p` (non-interactive) with GOOGLE_GEMINI_BASE_URL and GEMINI_API_KEY: its real request
+    (system instruction, context parts, its own tool declarations, a stream) goes through."""
+    if world.gw.database_url:
+        pytest.skip("the CLI's requests do not depend on the database; SQLite covers them (CI time)")
+    _, key, user_id = world.gw.new_user("10")
+    home = tmp_path / "home"
+    (home / ".gemini").mkdir(parents=True)
+    settings = {  # nothing but model-go on the network: no telemetry, no update check
+        "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False},
+        "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+    }
+    (home / ".gemini" / "settings.json").write_text(json.dumps(settings))
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "GEMINI_API_KEY": key,
+        "GOOGLE_GEMINI_BASE_URL": world.gw.base_url,
+        "GEMINI_CLI_TRUST_WORKSPACE": "true",
+        "NO_COLOR": "1",
+    }
+    done = subprocess.run(
+        [gemini_cli(), "-m", model, "-p", "say hello"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("echo: ")
+    if model == "gemini-x":
+        assert done.stdout.rstrip().endswith("say hello")  # the mock echoes every user text part
+    row = one_row(world, user_id)
+    assert (row.endpoint, row.status_code, row.stream, row.usage_estimated) == ("gemini", 200, True, False)
+    assert row.cost_micros > 0 and world.gw.balance(user_id) == 10_000_000 - row.cost_micros
