@@ -352,6 +352,18 @@ def stream_error(error: Any) -> GatewayError:
     return UpstreamError("The upstream provider failed while streaming the response.")
 
 
+def stream_event(data: bytes) -> dict[str, Any] | GatewayError | None:
+    """One streamGenerateContent event: the response, or the error it reports (never relayed: its
+    text is the upstream's), or None when it is no JSON object."""
+    try:
+        response = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(response, dict):
+        return None
+    return stream_error(response["error"]) if "error" in response else response
+
+
 class GeminiStream:
     """streamGenerateContent SSE payloads (each a whole GenerateContentResponse) in, chunks out.
     Gemini sends no [DONE]: the stream is complete once every candidate has a finishReason."""
@@ -371,14 +383,10 @@ class GeminiStream:
         self._usage: tuple[Usage, int] | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
-        try:
-            response = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return []
+        response = stream_event(data)
         if not isinstance(response, dict):
-            return []
-        if "error" in response:
-            self.error, self.finished = stream_error(response["error"]), True
+            if response is not None:
+                self.error, self.finished = response, True
             return []
         blocked = prompt_blocked(response)
         if blocked is not None:

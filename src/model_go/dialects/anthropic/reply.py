@@ -75,7 +75,8 @@ def tool_input(arguments: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
+    """A message's content as text: a string, or the text of its parts."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):  # some vendors answer with content parts
@@ -90,7 +91,7 @@ def _content(message: dict[str, Any]) -> list[dict[str, Any]]:
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
         blocks.append({"type": "thinking", "thinking": reasoning, "signature": ""})
-    text = _text(message.get("content")) or _text(message.get("refusal"))
+    text = text_of(message.get("content")) or text_of(message.get("refusal"))
     if text:
         blocks.append({"type": "text", "text": text})
     for index, call in enumerate(message.get("tool_calls") or ()):
@@ -224,7 +225,7 @@ class MessageStream:
             if self.open_kind != "thinking":
                 self._open({"type": "thinking", "thinking": "", "signature": ""}, out)
             self._block_delta(self.index, {"type": "thinking_delta", "thinking": reasoning}, out)
-        text = _text(delta.get("content")) or _text(delta.get("refusal"))
+        text = text_of(delta.get("content")) or text_of(delta.get("refusal"))
         if text:
             if self.open_kind != "text":
                 self._open({"type": "text", "text": ""}, out)

@@ -59,14 +59,10 @@ class PassthroughStream:
         self._done: set[int] = set()
 
     def feed(self, data: bytes) -> list[bytes]:
-        try:
-            response = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return []
+        response = gemini.stream_event(data)
         if not isinstance(response, dict):
-            return []
-        if "error" in response:  # never relayed: its text is the upstream's
-            self.error, self.finished = gemini.stream_error(response["error"]), True
+            if response is not None:  # never relayed: its text is the upstream's
+                self.error, self.finished = response, True
             return []
         for position, candidate in enumerate(as_list(response.get("candidates"))):
             candidate = as_dict(candidate)

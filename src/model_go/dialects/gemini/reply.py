@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from model_go.dialects.anthropic.reply import tool_input
+from model_go.dialects.anthropic.reply import text_of, tool_input
 from model_go.errors import GatewayError
 from model_go.wire.canonical import Usage, as_dict, int_or
 
@@ -67,14 +67,6 @@ def usage_metadata(usage: Usage, thoughts: int = 0) -> dict[str, int]:
     return metadata
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):  # some vendors answer with content parts
-        return "".join(p["text"] for p in value if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
 def function_call(call: dict[str, Any], arguments: Any) -> dict[str, Any]:
     function = as_dict(call.get("function"))
     part: dict[str, Any] = {"name": str(function.get("name") or ""), "args": tool_input(arguments)}
@@ -83,14 +75,20 @@ def function_call(call: dict[str, Any], arguments: Any) -> dict[str, Any]:
     return {"functionCall": part}
 
 
-def _parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+def text_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message's (or a delta's) reasoning as a thought part and its text as a text part."""
     parts: list[dict[str, Any]] = []
-    reasoning = _text(message.get("reasoning_content") or message.get("reasoning"))
+    reasoning = text_of(message.get("reasoning_content") or message.get("reasoning"))
     if reasoning:
         parts.append({"text": reasoning, "thought": True})
-    text = _text(message.get("content")) or _text(message.get("refusal"))
+    text = text_of(message.get("content")) or text_of(message.get("refusal"))
     if text:
         parts.append({"text": text})
+    return parts
+
+
+def _parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    parts = text_parts(message)
     for call in message.get("tool_calls") or ():
         if isinstance(call, dict):
             parts.append(function_call(call, as_dict(call.get("function")).get("arguments")))
@@ -174,13 +172,7 @@ class GenerateContentStream:
     def _choice(self, choice: dict[str, Any], out: list[bytes]) -> None:
         index = int_or(choice.get("index"), 0)
         delta = as_dict(choice.get("delta"))
-        parts: list[dict[str, Any]] = []
-        reasoning = _text(delta.get("reasoning_content") or delta.get("reasoning"))
-        if reasoning:
-            parts.append({"text": reasoning, "thought": True})
-        text = _text(delta.get("content")) or _text(delta.get("refusal"))
-        if text:
-            parts.append({"text": text})
+        parts = text_parts(delta)
         calls = self.calls.setdefault(index, {})
         for fragment in delta.get("tool_calls") or ():
             if not isinstance(fragment, dict):
