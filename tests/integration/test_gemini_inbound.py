@@ -34,7 +34,7 @@ from tests.support.mock_gemini import TOOL_ARGS as GEMINI_TOOL_ARGS
 from tests.support.mock_lanes import LANE_KEY, TOOL_ARGS, MockLanes
 from tests.support.mock_openai import PROMPT_TOKENS, MockUpstream
 
-MODELS = ("gpt-mock", "gpt-tool", "claude-x", "claude-tool", "gemini-x", "gemini-tool")
+MODELS = ("gpt-mock", "mock-silent", "gpt-tool", "claude-x", "claude-tool", "gemini-x", "gemini-tool")
 WEATHER = types.FunctionDeclaration(
     name="get_weather",
     description="Weather for a city",
@@ -55,11 +55,11 @@ class World:
 def world(backend: str, upstream: MockUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     lanes, claude, gemini_mock = MockLanes().start(), MockAnthropic().start(), MockGemini().start()
     lanes.set("tool", "tool")
-    gw = make_gateway(tmp_path_factory.mktemp(f"gemini-{backend}"), backend)
+    gw = make_gateway(tmp_path_factory.mktemp(f"gemini-{backend}"), backend, MODELGO_KEEPALIVE_SECONDS="0.3")
 
     async def setup(conn: AsyncConnection, keyring: KeyRing) -> None:
         for name, provider, base_url, models, key, model_map in (
-            ("openai", "openai", upstream.base_url, ["gpt-mock"], UPSTREAM_KEY, None),
+            ("openai", "openai", upstream.base_url, ["gpt-mock", "mock-silent"], UPSTREAM_KEY, None),
             ("lane", "openai", lanes.lane_url("tool"), ["gpt-tool"], LANE_KEY, None),
             ("claude", "anthropic", claude.base_url, ["claude-x", "claude-tool"], ANTHROPIC_KEY,
              {"claude-x": "claude-mock"}),
@@ -276,11 +276,31 @@ def test_stream_without_alt_sse_is_one_json_array(world: World) -> None:
             timeout=30,
         )
         assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("application/json")
         events = resp.json()
         assert isinstance(events, list) and len(events) >= 2
         text = "".join(p.get("text", "") for e in events for p in e["candidates"][0]["content"]["parts"])
         assert text == "echo: as an array"
         assert events[-1]["usageMetadata"]["cost"] > 0
+
+
+def test_keep_alives_while_the_upstream_is_silent_fit_either_framing(world: World) -> None:
+    if world.gw.database_url:
+        pytest.skip("keep-alive framing does not depend on the database; SQLite covers it (CI time)")
+    _, key, _ = world.gw.new_user("10")
+    body = {"contents": [{"role": "user", "parts": [{"text": "wait"}]}]}
+    url = world.gw.base_url + "/v1beta/models/mock-silent:streamGenerateContent"
+    headers = {"x-goog-api-key": key}
+    array = httpx.post(url, headers=headers, json=body, timeout=30)
+    assert array.content.startswith(b"\r\n")  # whitespace before the array: still JSON
+    assert (
+        "".join(p["text"] for e in array.json() for p in e["candidates"][0]["content"]["parts"])
+        == "echo: wait"
+    )
+    sse = httpx.post(url + "?alt=sse", headers=headers, json=body, timeout=30)
+    assert sse.content.startswith(b": keep-alive\n\n") and sse.headers["content-type"].startswith(
+        "text/event-stream"
+    )
 
 
 # -- authentication, errors, countTokens, models -------------------------------------------------
@@ -328,24 +348,29 @@ def test_bad_keys_get_googles_error_shape(world: World) -> None:
     assert resp.status_code == 401 and resp.json()["error"]["status"] == "UNAUTHENTICATED"
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"{not json",
-        b"[]",
-        b"{}",
-        b'{"contents": "hello"}',
-        b'{"contents": [{"role": "robot", "parts": [{"text": "x"}]}]}',
-        b'{"contents": [{"parts": [{"executableCode": {}}]}]}',
-        b'{"contents": [{"parts": [{"text": "x"}]}], "tools": [{"googleSearch": {}}]}',
-        b'{"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"maxOutputTokens": -1}}',
-        b'{"contents": [{"parts": [{"functionResponse": {"name": "f", "response": {}}}]}]}',
-        b'{"contents": [{"parts": [{"text": "x"}]}], "generationConfig": "hot"}',
-    ],
-)
+BAD_BODIES = [
+    b"{not json",
+    b"[]",
+    b"{}",
+    b'{"contents": "hello"}',
+    b'{"contents": [{"role": "robot", "parts": [{"text": "x"}]}]}',
+    b'{"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"maxOutputTokens": -1}}',
+    b'{"contents": [{"parts": [{"functionResponse": {"name": "f", "response": {}}}]}]}',
+    b'{"contents": [{"parts": [{"text": "x"}]}], "generationConfig": "hot"}',
+    b'{"contents": [{"parts": [{"text": "x"}]}], "baseUrl": "http://elsewhere.test"}',
+]
+# what only Gemini can do: refused where a request is translated, passed on by a Gemini channel
+GEMINI_ONLY = [
+    b'{"contents": [{"parts": [{"text": "x"}, {"executableCode": {"code": "1"}}]}]}',
+    b'{"contents": [{"parts": [{"text": "x"}]}], "tools": [{"googleSearch": {}}]}',
+    b'{"contents": [{"parts": [{"text": "x"}]}], "cachedContent": "cachedContents/c1"}',
+]
+
+
+@pytest.mark.parametrize("body", BAD_BODIES + GEMINI_ONLY)
 def test_bad_bodies_get_a_gemini_400_never_a_500(world: World, body: bytes) -> None:
     _, key, user_id = world.gw.new_user("10")
-    for model in ("gpt-mock", "gemini-x"):
+    for model in ("gpt-mock", "gemini-x") if body in BAD_BODIES else ("gpt-mock",):
         resp = httpx.post(
             world.gw.base_url + f"/v1beta/models/{model}:generateContent",
             headers={"x-goog-api-key": key, "content-type": "application/json"},
@@ -355,6 +380,19 @@ def test_bad_bodies_get_a_gemini_400_never_a_500(world: World, body: bytes) -> N
         error = resp.json()["error"]
         assert (error["code"], error["status"]) == (400, "INVALID_ARGUMENT") and error["message"]
     assert world.gw.balance(user_id) == 10_000_000
+
+
+def test_what_only_gemini_can_do_goes_to_a_gemini_channel_as_it_is(world: World) -> None:
+    _, key, _ = world.gw.new_user("10")
+    for body in GEMINI_ONLY:
+        resp = httpx.post(
+            world.gw.base_url + "/v1beta/models/gemini-x:generateContent",
+            headers={"x-goog-api-key": key, "content-type": "application/json"},
+            content=body,
+        )
+        assert resp.status_code == 200, resp.text
+        sent = world.gemini.requests[-1].body
+        assert {k: v for k, v in sent.items() if k != "generationConfig"} == orjson.loads(body)
 
 
 def test_unknown_paths_and_methods_answer_in_googles_shape(world: World) -> None:

@@ -139,6 +139,23 @@ def test_bad_requests_are_invalid_with_the_place_named(body: dict[str, Any], par
         assert caught.value.param == param
 
 
+def test_what_only_gemini_can_do_is_left_out_when_only_gemini_channels_serve() -> None:
+    body = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "run it"}, {"videoMetadata": {}}]},
+            {"role": "model", "parts": [{"executableCode": {"code": "1"}}, {"codeExecutionResult": {}}]},
+            {"role": "user", "parts": [{"text": "and?"}]},
+        ],
+        "tools": [{"googleSearch": {}, "functionDeclarations": [{"name": "f"}]}, {"codeExecution": {}}],
+        "cachedContent": "cachedContents/c1",
+    }
+    with pytest.raises(InvalidRequest):
+        canonical_request(body, "m", stream=False)
+    out = canonical_request(body, "m", stream=False, native=True)
+    assert out["messages"] == [{"role": "user", "content": "run it"}, {"role": "user", "content": "and?"}]
+    assert [t["function"]["name"] for t in out["tools"]] == ["f"]
+
+
 def test_count_request_reads_a_whole_generate_content_request_too() -> None:
     plain = count_request(USER, "m")
     wrapped = count_request({"generateContentRequest": {**USER, "model": "models/m"}}, "m")
@@ -239,6 +256,17 @@ def test_a_canonical_stream_becomes_gemini_events_however_it_was_split() -> None
     }
     array = _translated(7, sse=False)
     assert orjson.loads(array) == events  # the JSON array holds the same events
+
+
+def test_keep_alives_fit_the_framing() -> None:
+    """A silent upstream gets the client keep-alive bytes: an SSE comment (the relay's default),
+    or whitespace inside a JSON array, which a comment would break."""
+    sse, array = GenerateContentStream("r", "m", sse=True), GenerateContentStream("r", "m", sse=False)
+    assert not hasattr(sse, "keepalive") and not hasattr(sse, "headers")
+    first = array.feed([b'{"choices":[{"index":0,"delta":{"content":"hi"}}]}'])
+    body = array.keepalive + first + array.keepalive + array.end(Usage(), None, 0.0)
+    assert len(orjson.loads(body)) == 2
+    assert dict(array.headers)[b"content-type"].startswith(b"application/json")
 
 
 def test_a_stream_error_ends_in_googles_shape_in_both_framings() -> None:

@@ -65,7 +65,11 @@ async def serve(relay: Relay, scope: Scope, receive: Receive, send: Send) -> Non
     query = scope.get("query_string", b"")
     if where is not None and where.method in (gemini.GENERATE, gemini.STREAM) and scope["method"] == "POST":
         assert where.model is not None
-        dialect = gemini.GeminiGenerate(where.model, where.method == gemini.STREAM, gemini.wants_sse(query))
+        channels = relay.state.snapshot.routes.get(where.model) or ()
+        native = bool(channels) and all(c.provider == gemini.PROVIDER for c in channels)
+        dialect = gemini.GeminiGenerate(
+            where.model, where.method == gemini.STREAM, gemini.wants_sse(query), native=native
+        )
         await relay._guard(scope, receive, send, dialect.endpoint, dialect)
         return
     if where is not None and where.version == "v1" and where.method is None and not google_way(scope):

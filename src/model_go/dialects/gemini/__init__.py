@@ -22,6 +22,7 @@ from model_go.tokens import estimate_prompt_tokens, text_tokens
 from model_go.wire.canonical import Call, Usage
 from model_go.wire.openai import parse_json_object
 
+PROVIDER = own.PROVIDER  # the channels that take a Gemini request as it is
 # the paths a Gemini client calls (google-genai 1.x defaults to v1beta, 3.x to v1)
 PREFIXES = ("/v1beta/models", "/v1/models")
 GENERATE, STREAM, COUNT = "generateContent", "streamGenerateContent", "countTokens"
@@ -79,15 +80,16 @@ class GeminiGenerate:
     model: str
     streaming: bool
     sse: bool  # the stream's framing: SSE frames with ?alt=sse, else one JSON array
+    native: bool = False  # only Gemini channels serve the model (request.canonical_request)
     endpoint: str = "gemini"
     candidates: int = field(default=1, init=False)  # what the client asked for, read from its body
 
     def canonical(self, body: dict[str, Any]) -> dict[str, Any]:
         self.candidates = own.candidate_count(body)
-        return canonical_request(body, self.model, self.streaming)
+        return canonical_request(body, self.model, self.streaming, self.native)
 
     def passthrough(self, provider: str) -> bool:
-        return provider == own.PROVIDER
+        return provider == PROVIDER
 
     def passthrough_request(
         self, provider: Provider, channel: Channel, call: Call, original: dict[str, Any]

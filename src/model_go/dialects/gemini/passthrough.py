@@ -83,19 +83,16 @@ class PassthroughStream:
         return [data]
 
 
-class PassthroughEgress:
+class PassthroughEgress(Framing):
     """The events are already Gemini's: framed as the client asked; our own error at a failure."""
 
-    def __init__(self, sse: bool) -> None:
-        self.framing = Framing(sse)
-
     def feed(self, payloads: list[bytes]) -> bytes:
-        return b"".join(self.framing.frame(p) for p in payloads)
+        return b"".join(self.frame(p) for p in payloads)
 
     def end(self, usage: Usage, error: GatewayError | None, cost_usd: float) -> bytes:
         # the upstream's own last event carried the usage; the relay added the cost to it
-        tail = self.framing.frame(error_json(error)) if error is not None else b""
-        return tail + self.framing.close()
+        tail = self.frame(error_json(error)) if error is not None else b""
+        return tail + self.close()
 
 
 def candidate_count(original: dict[str, Any]) -> int:

@@ -125,6 +125,9 @@ def generate_content_json(completion: bytes, response_id: str, model: str, usage
     return response_json(candidates, response_id, model, usage_metadata(usage))
 
 
+JSON_STREAM_HEADERS = [(b"content-type", b"application/json; charset=utf-8"), (b"cache-control", b"no-cache")]
+
+
 class Framing:
     """streamGenerateContent's two wire forms: SSE `data:` frames (`?alt=sse`, what the SDKs ask
     for), else a JSON array whose elements arrive as they are made."""
@@ -132,6 +135,11 @@ class Framing:
     def __init__(self, sse: bool) -> None:
         self.sse = sse
         self.count = 0
+        # what the relay sends: the SSE defaults, or JSON's own content type and keep-alive bytes
+        # (whitespace between elements, where an SSE comment would break the array)
+        if not sse:
+            self.headers = JSON_STREAM_HEADERS
+            self.keepalive = b"\r\n"
 
     def frame(self, payload: bytes) -> bytes:
         self.count += 1
@@ -145,7 +153,7 @@ class Framing:
         return b"[]" if self.count == 0 else b"]"
 
 
-class GenerateContentStream:
+class GenerateContentStream(Framing):
     """Canonical `chat.completion.chunk` payloads in, GenerateContentResponse events out. Text goes
     out as it comes; a function call once its streamed arguments are whole (Gemini sends each call
     in one piece), at the latest with the last event, which carries the finish reason and usage."""
@@ -153,7 +161,7 @@ class GenerateContentStream:
     def __init__(self, response_id: str, model: str, sse: bool) -> None:
         self.id = response_id
         self.model = model
-        self.framing = Framing(sse)
+        super().__init__(sse)
         self.calls: dict[int, dict[int, dict[str, Any]]] = {}  # choice -> call index -> call so far
         self.finish: dict[int, str] = {}
 
@@ -184,9 +192,7 @@ class GenerateContentStream:
             call["function"]["name"] += str(function.get("name") or "")
             call["function"]["arguments"] += str(function.get("arguments") or "")
         if parts:
-            out.append(
-                self.framing.frame(response_json([candidate(index, parts, None)], self.id, self.model, None))
-            )
+            out.append(self.frame(response_json([candidate(index, parts, None)], self.id, self.model, None)))
         if choice.get("finish_reason"):
             self.finish[index] = FINISH_REASONS.get(str(choice["finish_reason"]), "STOP")
 
@@ -194,7 +200,7 @@ class GenerateContentStream:
         """The last event: the buffered function calls, the finish reason and the usage (with the
         request's cost); or the error, in the same framing."""
         if error is not None:
-            return self.framing.frame(error_json(error)) + self.framing.close()
+            return self.frame(error_json(error)) + self.close()
         indexes = sorted(set(self.calls) | set(self.finish)) or [0]
         candidates = []
         for index in indexes:
@@ -205,4 +211,4 @@ class GenerateContentStream:
             candidates.append(candidate(index, parts, self.finish.get(index, "STOP")))
         metadata: dict[str, Any] = {**usage_metadata(usage), "cost": cost_usd}
         last = response_json(candidates, self.id, self.model, metadata)
-        return self.framing.frame(last) + self.framing.close()
+        return self.frame(last) + self.close()

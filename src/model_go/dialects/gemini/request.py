@@ -98,9 +98,12 @@ def _media(part: dict[str, Any], param: str) -> dict[str, Any]:
 
 
 class _Calls:
-    """The function calls of the conversation so far, by id, for the responses that answer them."""
+    """The function calls of the conversation so far, by id, for the responses that answer them;
+    and whether only Gemini channels serve the request (`native`: parts only Gemini knows, such as
+    executableCode, are then left to it, not refused)."""
 
-    def __init__(self) -> None:
+    def __init__(self, native: bool) -> None:
+        self.native = native
         self.open: list[tuple[str, str]] = []  # (id, name), oldest first
 
     def call(self, part: dict[str, Any], turn: int, index: int, param: str) -> dict[str, Any]:
@@ -154,7 +157,7 @@ def _user_turn(parts: list[Any], param: str, calls: _Calls) -> list[dict[str, An
             content.append(_media(part, here))
         elif "functionResponse" in part:
             tools.append(calls.response(part, here))
-        else:
+        elif not calls.native:
             raise _bad(f"'{here}': this kind of part is not supported here.", here)
     # function responses answer the model turn just before: they come first, as OpenAI wants
     if not content:
@@ -176,9 +179,7 @@ def _model_turn(parts: list[Any], param: str, turn: int, calls: _Calls) -> dict[
             texts.append(part["text"])
         elif "functionCall" in part:
             tool_calls.append(calls.call(part, turn, index, here))
-        elif "thoughtSignature" in part:
-            continue
-        else:
+        elif not calls.native and "thoughtSignature" not in part:
             raise _bad(f"'{here}': model turns may hold text and function calls only.", here)
     if not texts and not tool_calls:
         return None
@@ -188,12 +189,12 @@ def _model_turn(parts: list[Any], param: str, turn: int, calls: _Calls) -> dict[
     return message
 
 
-def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+def _messages(body: dict[str, Any], native: bool) -> list[dict[str, Any]]:
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise _bad("'contents' must be a non-empty array.", "contents")
     out: list[dict[str, Any]] = []
-    calls = _Calls()
+    calls = _Calls(native)
     for turn, content in enumerate(contents):
         param = f"contents[{turn}]"
         content = _dict(content, param)
@@ -228,7 +229,7 @@ def _system(value: Any) -> dict[str, Any] | None:
     return {"role": "system", "content": joined} if joined else None
 
 
-def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
+def _tools(body: dict[str, Any], out: dict[str, Any], native: bool) -> None:
     tools = body.get("tools")
     if tools is None:
         return
@@ -237,10 +238,8 @@ def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
         param = f"tools[{index}]"
         tool = _dict(tool, param)
         others = [name for name in tool if name != FUNCTION_TOOLS]
-        if others:
-            raise _bad(
-                f"'{param}.{others[0]}': only functionDeclarations tools are supported by model-go.", param
-            )
+        if others and not native:
+            raise _bad(f"'{param}.{others[0]}': Gemini's own tools work on Gemini channels only.", param)
         for position, declaration in enumerate(
             _list(tool.get(FUNCTION_TOOLS, []), f"{param}.{FUNCTION_TOOLS}")
         ):
@@ -345,19 +344,23 @@ def _generation(body: dict[str, Any], out: dict[str, Any]) -> None:
         out["reasoning_effort"] = effort
 
 
-def canonical_request(body: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
-    """A generateContent request body (model and streaming from the URL) as a chat completions body."""
-    if "cachedContent" in body:
-        raise _bad("'cachedContent' names a Gemini cache: it is not supported by model-go.", "cachedContent")
+def canonical_request(body: dict[str, Any], model: str, stream: bool, native: bool = False) -> dict[str, Any]:
+    """A generateContent request body (model and streaming from the URL) as a chat completions body.
+
+    `native`: only Gemini channels serve the model, so the client's body goes upstream as it is and
+    the canonical body only bounds the reservation: what only Gemini can do (its own tools, a
+    cachedContent, parts such as executableCode) is left out of it rather than refused."""
+    if "cachedContent" in body and not native:
+        raise _bad("'cachedContent' names a Gemini cache: it works on Gemini channels only.", "cachedContent")
     # the client's own body goes upstream on a Gemini channel: no field may point it elsewhere
     refuse_upstream_redirection(body, GEMINI)
     out: dict[str, Any] = {"model": model}
     system = _system(body.get("systemInstruction", body.get("system_instruction")))
-    messages = _messages(body)
+    messages = _messages(body, native)
     out["messages"] = [system, *messages] if system else messages
     if stream:
         out["stream"] = True
-    _tools(body, out)
+    _tools(body, out, native)
     _generation(body, out)
     return out
 
@@ -365,4 +368,4 @@ def canonical_request(body: dict[str, Any], model: str, stream: bool) -> dict[st
 def count_request(body: dict[str, Any], model: str) -> dict[str, Any]:
     """A countTokens body (`contents`, or a whole `generateContentRequest`) in canonical form."""
     inner = body.get("generateContentRequest")
-    return canonical_request(inner if isinstance(inner, dict) else body, model, stream=False)
+    return canonical_request(inner if isinstance(inner, dict) else body, model, stream=False, native=True)
