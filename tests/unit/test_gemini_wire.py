@@ -250,8 +250,9 @@ def test_a_canonical_stream_becomes_gemini_events_however_it_was_split() -> None
     ]
     assert last["usageMetadata"] == {
         "promptTokenCount": 11,
-        "candidatesTokenCount": 5,
+        "candidatesTokenCount": 3,  # Gemini counts thoughts apart from the candidates' tokens
         "totalTokenCount": 16,
+        "thoughtsTokenCount": 2,
         "cost": 0.000021,
     }
     array = _translated(7, sse=False)

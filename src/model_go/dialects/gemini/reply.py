@@ -113,6 +113,12 @@ def response_json(
     return orjson.dumps(out)
 
 
+def reasoning_tokens(usage: Any) -> int:
+    """The reasoning tokens a canonical usage object counts among its completion tokens."""
+    details = as_dict(as_dict(usage).get("completion_tokens_details"))
+    return int_or(details.get("reasoning_tokens"), 0)
+
+
 def generate_content_json(completion: bytes, response_id: str, model: str, usage: Usage) -> bytes:
     """A canonical chat.completion as a GenerateContentResponse, one candidate per choice."""
     parsed = as_dict(orjson.loads(completion))
@@ -122,7 +128,8 @@ def generate_content_json(completion: bytes, response_id: str, model: str, usage
         finish = FINISH_REASONS.get(str(choice.get("finish_reason")), "STOP")
         index = int_or(choice.get("index"), position)
         candidates.append(candidate(index, _parts(as_dict(choice.get("message"))), finish))
-    return response_json(candidates, response_id, model, usage_metadata(usage))
+    thoughts = reasoning_tokens(parsed.get("usage"))
+    return response_json(candidates, response_id, model, usage_metadata(usage, thoughts))
 
 
 JSON_STREAM_HEADERS = [(b"content-type", b"application/json; charset=utf-8"), (b"cache-control", b"no-cache")]
@@ -164,6 +171,7 @@ class GenerateContentStream(Framing):
         super().__init__(sse)
         self.calls: dict[int, dict[int, dict[str, Any]]] = {}  # choice -> call index -> call so far
         self.finish: dict[int, str] = {}
+        self.thoughts = 0  # reasoning tokens among the completion tokens, when the upstream says
 
     def feed(self, payloads: list[bytes]) -> bytes:
         out: list[bytes] = []
@@ -172,7 +180,11 @@ class GenerateContentStream(Framing):
                 chunk = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 continue
-            for choice in (chunk.get("choices") or ()) if isinstance(chunk, dict) else ():
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("usage"):  # the upstream's usage chunk: what the last event reports
+                self.thoughts = reasoning_tokens(chunk["usage"])
+            for choice in chunk.get("choices") or ():
                 if isinstance(choice, dict):
                     self._choice(choice, out)
         return b"".join(out)
@@ -209,6 +221,6 @@ class GenerateContentStream(Framing):
                 for _, c in sorted(self.calls.get(index, {}).items())
             ]
             candidates.append(candidate(index, parts, self.finish.get(index, "STOP")))
-        metadata: dict[str, Any] = {**usage_metadata(usage), "cost": cost_usd}
+        metadata: dict[str, Any] = {**usage_metadata(usage, self.thoughts), "cost": cost_usd}
         last = response_json(candidates, self.id, self.model, metadata)
         return self.frame(last) + self.close()
