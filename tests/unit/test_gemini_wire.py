@@ -6,11 +6,14 @@ byte boundaries: the client must get the same bytes however the network cut them
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model_go.dialects import gemini
 from model_go.dialects.anthropic import AnthropicMessages
@@ -438,3 +441,63 @@ def test_unspecified_is_not_finished() -> None:
     stream = REGISTRY["gemini"].stream_translator(_call(USER, stream=True, cap=10))
     stream.feed(orjson.dumps({"candidates": [{"index": 0, "finishReason": "FINISH_REASON_UNSPECIFIED"}]}))
     assert not stream.finished
+
+
+# -- no body is a 500 ----------------------------------------------------------------------------
+
+FIELDS = [
+    "contents", "role", "parts", "text", "thought", "inlineData", "mimeType", "data", "fileData",
+    "fileUri", "functionCall", "functionResponse", "name", "args", "id", "response", "systemInstruction",
+    "tools", "functionDeclarations", "parameters", "parametersJsonSchema", "type", "properties",
+    "toolConfig", "functionCallingConfig", "mode", "allowedFunctionNames", "generationConfig",
+    "maxOutputTokens", "temperature", "topP", "stopSequences", "candidateCount", "responseMimeType",
+    "responseSchema", "thinkingConfig", "thinkingBudget", "thinkingLevel", "seed", "model", "user",
+]  # fmt: skip
+# integers as orjson parses them (a bigger one arrives as a float)
+INTEGERS = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+LEAVES = st.none() | st.booleans() | INTEGERS | st.floats(allow_nan=False) | st.text(max_size=4)
+JSON = st.recursive(
+    LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=3), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=5), native=st.booleans())
+def test_any_body_is_translated_or_refused_as_invalid(body: dict[str, Any], native: bool) -> None:
+    with contextlib.suppress(InvalidRequest):
+        validate_chat(canonical_request(body, "m", stream=False, native=native))
+    with contextlib.suppress(InvalidRequest):
+        count_request(body, "m")
+
+
+def _places(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON value, as a path of keys and indexes."""
+    found = [path]
+    if isinstance(value, dict):
+        found += [p for k, v in value.items() for p in _places(v, (*path, k))]
+    elif isinstance(value, list):
+        found += [p for i, v in enumerate(value) for p in _places(v, (*path, i))]
+    return found
+
+
+FULL = fixture("request_full.json")["gemini"]
+PLACES = _places(FULL)[1:]
+
+
+@settings(max_examples=400, deadline=None)
+@given(place=st.sampled_from(PLACES), value=JSON, native=st.booleans())
+def test_a_valid_body_with_any_one_place_broken_is_translated_or_refused(
+    place: tuple[Any, ...], value: Any, native: bool
+) -> None:
+    body = orjson.loads(orjson.dumps(FULL))
+    target = body
+    for step in place[:-1]:
+        target = target[step]
+    target[place[-1]] = value
+    with contextlib.suppress(InvalidRequest):
+        validate_chat(canonical_request(body, "m", stream=True, native=native))

@@ -267,7 +267,7 @@ def _tool_choice(body: dict[str, Any], out: dict[str, Any]) -> None:
         return
     calling = _optional_dict(_dict(config, "toolConfig").get("functionCallingConfig"), "toolConfig")
     mode = calling.get("mode", "AUTO")
-    if mode not in TOOL_MODES:
+    if not isinstance(mode, str) or mode not in TOOL_MODES:
         raise _bad(
             "'toolConfig.functionCallingConfig.mode' must be AUTO, ANY, NONE or VALIDATED.", "toolConfig"
         )
