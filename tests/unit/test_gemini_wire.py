@@ -263,14 +263,17 @@ def test_a_canonical_stream_becomes_gemini_events_however_it_was_split() -> None
 
 
 def test_keep_alives_fit_the_framing() -> None:
-    """A silent upstream gets the client keep-alive bytes: an SSE comment (the relay's default),
-    or whitespace inside a JSON array, which a comment would break."""
+    """A silent upstream gets the client blank lines, which SSE and a JSON array both allow; an SSE
+    comment would break google-genai (and the JSON array)."""
     sse, array = GenerateContentStream("r", "m", sse=True), GenerateContentStream("r", "m", sse=False)
-    assert not hasattr(sse, "keepalive") and not hasattr(sse, "headers")
+    assert sse.keepalive == array.keepalive == b"\r\n" and not hasattr(sse, "headers")
     first = array.feed([b'{"choices":[{"index":0,"delta":{"content":"hi"}}]}'])
     body = array.keepalive + first + array.keepalive + array.end(Usage(), None, 0.0)
     assert len(orjson.loads(body)) == 2
     assert dict(array.headers)[b"content-type"].startswith(b"application/json")
+    events = sse.keepalive + sse.feed([b'{"choices":[{"index":0,"delta":{"content":"hi"}}]}']) + sse.keepalive
+    decoded = [orjson.loads(p) for p in payloads(events, 1)]
+    assert len(decoded) == 1 and decoded[0]["candidates"][0]["content"]["parts"] == [{"text": "hi"}]
 
 
 def test_a_stream_error_ends_in_googles_shape_in_both_framings() -> None:

@@ -137,16 +137,18 @@ JSON_STREAM_HEADERS = [(b"content-type", b"application/json; charset=utf-8"), (b
 
 class Framing:
     """streamGenerateContent's two wire forms: SSE `data:` frames (`?alt=sse`, what the SDKs ask
-    for), else a JSON array whose elements arrive as they are made."""
+    for), else a JSON array whose elements arrive as they are made; and the keep-alive bytes and
+    headers they need."""
 
     def __init__(self, sse: bool) -> None:
         self.sse = sse
         self.count = 0
-        # what the relay sends: the SSE defaults, or JSON's own content type and keep-alive bytes
-        # (whitespace between elements, where an SSE comment would break the array)
-        if not sse:
+        # Keep-alive bytes while the upstream is silent: a blank line, which both framings allow,
+        # where the relay's SSE comment would break google-genai (Python takes the comment for a
+        # JSON chunk; JavaScript's parser stalls behind it) and a JSON array alike.
+        self.keepalive = b"\r\n"
+        if not sse:  # the relay's headers would say text/event-stream
             self.headers = JSON_STREAM_HEADERS
-            self.keepalive = b"\r\n"
 
     def frame(self, payload: bytes) -> bytes:
         self.count += 1
