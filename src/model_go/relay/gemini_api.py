@@ -5,6 +5,7 @@ countTokens (model-go's own estimate, free) and the model list are answered here
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 import orjson
@@ -38,6 +39,7 @@ class Relay(Protocol):
     def _resolve(self, key: KeyInfo, model: str) -> tuple[list[Channel], Price]: ...
 
 
+log = logging.getLogger("model_go.relay")
 # answers this module's own errors in Google's shape
 ERRORS = gemini.GeminiGenerate("", streaming=False, sse=False)
 
@@ -82,6 +84,9 @@ async def serve(relay: Relay, scope: Scope, receive: Receive, send: Send) -> Non
         await relay._send_error(send, exc, ERRORS, [])
     except ConnectionResetError:
         pass
+    except Exception:
+        log.exception("unexpected error in a Gemini API request")  # no request data in it
+        await relay._send_error(send, GatewayError(), ERRORS, [])
 
 
 async def _answer(

@@ -331,9 +331,10 @@ class Relay:
         return min(len(call.raw) + extra, spec.context_length)
 
     async def _authenticate(self, scope: Scope) -> KeyInfo:
-        raw_key = raw_key_from(
-            header(scope, b"authorization"), header(scope, b"x-api-key") or gemini_api.google_key(scope)
-        )
+        authorization, x_api_key = header(scope, b"authorization"), header(scope, b"x-api-key")
+        if authorization is None and x_api_key is None:  # Gemini's ways, looked at only then
+            x_api_key = gemini_api.google_key(scope)
+        raw_key = raw_key_from(authorization, x_api_key)
         key_hash, key = self.state.authenticator.known(self.state.snapshot, raw_key)
         if key is None:
             key = await self.state.authenticator.lookup(key_hash)
