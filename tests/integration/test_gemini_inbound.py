@@ -34,7 +34,10 @@ from tests.support.mock_gemini import TOOL_ARGS as GEMINI_TOOL_ARGS
 from tests.support.mock_lanes import LANE_KEY, TOOL_ARGS, MockLanes
 from tests.support.mock_openai import PROMPT_TOKENS, MockUpstream
 
-MODELS = ("gpt-mock", "mock-silent", "gpt-tool", "claude-x", "claude-tool", "gemini-x", "gemini-tool")
+MODELS = (
+    "gpt-mock", "mock-silent", "gpt-tool", "claude-x", "claude-tool", "gemini-x", "gemini-tool",
+    "gemini-malformed",
+)  # fmt: skip
 WEATHER = types.FunctionDeclaration(
     name="get_weather",
     description="Weather for a city",
@@ -63,8 +66,8 @@ def world(backend: str, upstream: MockUpstream, tmp_path_factory: pytest.TempPat
             ("lane", "openai", lanes.lane_url("tool"), ["gpt-tool"], LANE_KEY, None),
             ("claude", "anthropic", claude.base_url, ["claude-x", "claude-tool"], ANTHROPIC_KEY,
              {"claude-x": "claude-mock"}),
-            ("gemini", "gemini", gemini_mock.base_url, ["gemini-x", "gemini-tool"], GEMINI_KEY,
-             {"gemini-x": "gemini-mock"}),
+            ("gemini", "gemini", gemini_mock.base_url, ["gemini-x", "gemini-tool", "gemini-malformed"],
+             GEMINI_KEY, {"gemini-x": "gemini-mock"}),
         ):  # fmt: skip
             await channels.add(
                 conn, keyring, name=name, provider=provider, base_url=base_url, models=models,
@@ -303,6 +306,47 @@ def test_keep_alives_while_the_upstream_is_silent_fit_either_framing(world: Worl
         "".join(p["text"] for e in array.json() for p in e["candidates"][0]["content"]["parts"])
         == "echo: wait"
     )
+
+
+# -- a Gemini channel's failed model, on the other routes -----------------------------------------
+
+
+def test_a_malformed_function_call_is_an_error_on_every_route_never_an_empty_success(world: World) -> None:
+    """MALFORMED_FUNCTION_CALL used to reach chat completions clients as an empty reply with
+    finish_reason "stop"."""
+    if world.gw.database_url:
+        pytest.skip("the translation does not depend on the database; SQLite covers it (CI time)")
+    _, key, user_id = world.gw.new_user("10")
+    base, bearer = world.gw.base_url, {"Authorization": f"Bearer {key}"}
+    messages = [{"role": "user", "content": "call it"}]
+    chat = httpx.post(
+        base + "/v1/chat/completions",
+        headers=bearer,
+        json={"model": "gemini-malformed", "messages": messages},
+    )
+    assert chat.status_code == 502
+    error = chat.json()["error"]
+    assert error["code"] == "upstream_model_failed" and "MALFORMED_FUNCTION_CALL" in error["message"]
+    anthropic = httpx.post(
+        base + "/v1/messages",
+        headers={"x-api-key": key},
+        json={"model": "gemini-malformed", "max_tokens": 50, "messages": messages},
+    )
+    assert anthropic.status_code == 502 and anthropic.json()["error"]["type"] == "api_error"
+    stream = httpx.post(
+        base + "/v1/chat/completions",
+        headers=bearer,
+        json={"model": "gemini-malformed", "messages": messages, "stream": True},
+    )
+    events = [line[6:] for line in stream.text.splitlines() if line.startswith("data: ")]
+    assert '"finish_reason":"stop"' not in stream.text and "[DONE]" not in events
+    assert orjson.loads(events[-1])["error"]["code"] == "upstream_model_failed"
+    rows = world.gw.wait_for_usage(user_id, 3)
+    assert sorted(r.status_code for r in rows) == [502, 502, 502]
+    # a whole reply that failed is not billed; the stream bills what the upstream counted
+    streamed = next(r for r in rows if r.stream)
+    assert (streamed.prompt_tokens, streamed.completion_tokens) == (GEMINI_PROMPT, 3 + THOUGHT_TOKENS)
+    assert sum(r.cost_micros for r in rows if not r.stream) == 0
 
 
 # -- authentication, errors, countTokens, models -------------------------------------------------

@@ -11,6 +11,8 @@ Behaviour by model name:
                   refuses (400) a history whose functionCall lost its thoughtSignature (compared
                   as bytes: either base64 alphabet, as Gemini reads it)
   gemini-blocked  the prompt is blocked (promptFeedback.blockReason SAFETY, no candidates)
+  gemini-malformed  says "echo: ..." (streamed word by word), then ends with finishReason
+                  MALFORMED_FUNCTION_CALL: the model failed to write a function call
   gemini-429 / gemini-500   google.rpc errors whose messages echo the key
   gemini-embed    embeddings: [len(text) / 10, 0.5, -0.25] per text, no usage reported
 Every request is recorded (path with query, headers, parsed body).
@@ -108,9 +110,10 @@ class MockGemini(MockUpstream):
         parts = self._reply(model, contents)
         if isinstance(parts, web.Response):
             return parts
+        finish = "MALFORMED_FUNCTION_CALL" if model == "gemini-malformed" else "STOP"
         if method == "streamGenerateContent":
-            return await self._stream(request, model, parts)
-        return web.json_response(self._response(model, parts, "STOP", final=True))
+            return await self._stream(request, model, parts, finish)
+        return web.json_response(self._response(model, parts, finish, final=True))
 
     def _reply(self, model: str, contents: list[Any]) -> list[dict[str, Any]] | web.Response:
         if model != "gemini-tool":
@@ -160,10 +163,10 @@ class MockGemini(MockUpstream):
         }
 
     async def _stream(
-        self, request: web.Request, model: str, parts: list[dict[str, Any]]
+        self, request: web.Request, model: str, parts: list[dict[str, Any]], finish: str
     ) -> web.StreamResponse:
         if request.query.get("alt") != "sse":  # without alt=sse Gemini answers one JSON array
-            return web.json_response([self._response(model, parts, "STOP", final=True)])
+            return web.json_response([self._response(model, parts, finish, final=True)])
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         pieces: list[list[dict[str, Any]]] = []
@@ -176,7 +179,7 @@ class MockGemini(MockUpstream):
         total = self._response(model, parts, None, final=True)["usageMetadata"]["candidatesTokenCount"]
         for i, piece in enumerate(pieces):
             last = i == len(pieces) - 1
-            event = self._response(model, piece, "STOP" if last else None, final=last, words=total)
+            event = self._response(model, piece, finish if last else None, final=last, words=total)
             with contextlib.suppress(ConnectionError):
                 await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
         with contextlib.suppress(ConnectionError):
