@@ -490,10 +490,14 @@ def gemini_cli() -> str:
     return found
 
 
-@pytest.mark.parametrize("model", ["gpt-mock", "gemini-x"], ids=["translated", "passthrough"])
+@pytest.mark.parametrize(
+    "model", ["gpt-mock", "gemini-x", "gpt-tool"], ids=["translated", "passthrough", "function-call"]
+)
 def test_gemini_cli_end_to_end(world: World, model: str, tmp_path: Path) -> None:
     """`gemini -p` (non-interactive) with GOOGLE_GEMINI_BASE_URL and GEMINI_API_KEY: its real request
-    (system instruction, context parts, its own tool declarations, a stream) goes through."""
+    (system instruction, context parts, its own tool declarations, a stream) goes through; on
+    gpt-tool the model calls the CLI's first tool, the CLI runs it and sends its functionResponse
+    back, and the model's answer to that is what the CLI prints."""
     if world.gw.database_url:
         pytest.skip("the CLI's requests do not depend on the database; SQLite covers them (CI time)")
     _, key, user_id = world.gw.new_user("10")
@@ -524,9 +528,22 @@ def test_gemini_cli_end_to_end(world: World, model: str, tmp_path: Path) -> None
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.startswith("echo: ")
-    if model == "gemini-x":
-        assert done.stdout.rstrip().endswith("say hello")  # the mock echoes every user text part
-    row = one_row(world, user_id)
-    assert (row.endpoint, row.status_code, row.stream, row.usage_estimated) == ("gemini", 200, True, False)
-    assert row.cost_micros > 0 and world.gw.balance(user_id) == 10_000_000 - row.cost_micros
+    if model == "gpt-tool":
+        sent = world.lanes.last_body("tool")["messages"]
+        assert sent[-2]["tool_calls"][0]["id"] == "call_lane_1"
+        assert sent[-1]["role"] == "tool" and sent[-1]["tool_call_id"] == "call_lane_1"
+        assert done.stdout.startswith("tool said: ")  # the model's answer to the CLI's tool result
+        rows = world.gw.wait_for_usage(user_id, 2)
+    else:
+        assert done.stdout.startswith("echo: ")
+        if model == "gemini-x":
+            assert done.stdout.rstrip().endswith("say hello")  # the mock echoes every user text part
+        rows = [one_row(world, user_id)]
+    for row in rows:
+        assert (row.endpoint, row.status_code, row.stream, row.usage_estimated) == (
+            "gemini",
+            200,
+            True,
+            False,
+        )
+    assert world.gw.balance(user_id) == 10_000_000 - sum(r.cost_micros for r in rows) < 10_000_000
