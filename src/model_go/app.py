@@ -47,6 +47,10 @@ RELAY_ROUTES = (
     RelayRoute("/v1/responses/{response_id:path}", "stored_response", (), any_method=True),
 )
 FAST_ROUTES = {(method, r.path): r.handler for r in RELAY_ROUTES for method in r.methods}
+# The Gemini API names its model and method in the path (`/v1beta/models/m:generateContent`): every
+# path under these prefixes goes to one handler, which reads them (relay/gemini_api.py).
+GEMINI_PREFIXES = ("/v1beta/", "/v1/models/")
+GEMINI_HANDLER = "gemini"
 
 
 def _relay(app: Any) -> Relay:
@@ -67,8 +71,9 @@ class Endpoint:
 
 class RelayFront:
     """Pure ASGI front door: a /v1 request whose path and method match a relay route goes straight
-    to it (a dict lookup), skipping the framework's middleware and route scan; everything else, and
-    every mismatch (so 404/405 stay OpenAI-shaped), goes to the FastAPI app."""
+    to it (a dict lookup; a Gemini path: a prefix test after it), skipping the framework's middleware
+    and route scan; everything else, and every mismatch (so 404/405 stay OpenAI-shaped), goes to the
+    FastAPI app."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
@@ -76,6 +81,8 @@ class RelayFront:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             handler = FAST_ROUTES.get((scope["method"], scope["path"]))
+            if handler is None and scope["path"].startswith(GEMINI_PREFIXES):
+                handler = GEMINI_HANDLER
             if handler is not None:
                 await getattr(_relay(self.app), handler)(scope, receive, send)
                 return
@@ -119,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for route in RELAY_ROUTES:
         methods = None if route.any_method else list(route.methods)
         app.router.routes.append(Route(route.path, Endpoint(route.handler), methods=methods))
+    for prefix in GEMINI_PREFIXES:
+        app.router.routes.append(Route(prefix + "{rest:path}", Endpoint(GEMINI_HANDLER)))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -8,8 +8,11 @@ Behaviour by model name:
                   candidates = words, thoughts 5
   gemini-tool     calls get_weather with a thoughtSignature; once the conversation holds the
                   functionResponse, replies "tool said: <response JSON>" -- but like Gemini 3
-                  refuses (400) a history whose functionCall lost its thoughtSignature
+                  refuses (400) a history whose functionCall lost its thoughtSignature (compared
+                  as bytes: either base64 alphabet, as Gemini reads it)
   gemini-blocked  the prompt is blocked (promptFeedback.blockReason SAFETY, no candidates)
+  gemini-malformed  says "echo: ..." (streamed word by word), then ends with finishReason
+                  MALFORMED_FUNCTION_CALL: the model failed to write a function call
   gemini-429 / gemini-500   google.rpc errors whose messages echo the key
   gemini-embed    embeddings: [len(text) / 10, 0.5, -0.25] per text, no usage reported
 Every request is recorded (path with query, headers, parsed body).
@@ -17,6 +20,7 @@ Every request is recorded (path with query, headers, parsed body).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +44,19 @@ def _last_user_text(contents: list[Any]) -> str:
             if texts:
                 return " ".join(texts)
     return ""
+
+
+def _same_signature(sent: Any) -> bool:
+    """Gemini reads bytes fields in either base64 alphabet (google-genai sends the URL-safe one);
+    test_providers checks that the translator gives the signature back byte for byte."""
+    if not isinstance(sent, str):
+        return False
+    try:
+        return base64.urlsafe_b64decode(sent.replace("+", "-").replace("/", "_")) == base64.b64decode(
+            SIGNATURE
+        )
+    except ValueError:
+        return False
 
 
 def vector_for(text: str) -> list[float]:
@@ -93,16 +110,17 @@ class MockGemini(MockUpstream):
         parts = self._reply(model, contents)
         if isinstance(parts, web.Response):
             return parts
+        finish = "MALFORMED_FUNCTION_CALL" if model == "gemini-malformed" else "STOP"
         if method == "streamGenerateContent":
-            return await self._stream(request, model, parts)
-        return web.json_response(self._response(model, parts, "STOP", final=True))
+            return await self._stream(request, model, parts, finish)
+        return web.json_response(self._response(model, parts, finish, final=True))
 
     def _reply(self, model: str, contents: list[Any]) -> list[dict[str, Any]] | web.Response:
         if model != "gemini-tool":
             return [{"text": f"echo: {_last_user_text(contents)}"}]
         for content in contents:
             for part in content.get("parts", []):
-                if "functionCall" in part and part.get("thoughtSignature") != SIGNATURE:
+                if "functionCall" in part and not _same_signature(part.get("thoughtSignature")):
                     return self._rpc_error(
                         400, "INVALID_ARGUMENT", "Function call is missing a thought_signature"
                     )
@@ -145,10 +163,10 @@ class MockGemini(MockUpstream):
         }
 
     async def _stream(
-        self, request: web.Request, model: str, parts: list[dict[str, Any]]
+        self, request: web.Request, model: str, parts: list[dict[str, Any]], finish: str
     ) -> web.StreamResponse:
         if request.query.get("alt") != "sse":  # without alt=sse Gemini answers one JSON array
-            return web.json_response([self._response(model, parts, "STOP", final=True)])
+            return web.json_response([self._response(model, parts, finish, final=True)])
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         pieces: list[list[dict[str, Any]]] = []
@@ -161,7 +179,7 @@ class MockGemini(MockUpstream):
         total = self._response(model, parts, None, final=True)["usageMetadata"]["candidatesTokenCount"]
         for i, piece in enumerate(pieces):
             last = i == len(pieces) - 1
-            event = self._response(model, piece, "STOP" if last else None, final=last, words=total)
+            event = self._response(model, piece, finish if last else None, final=last, words=total)
             with contextlib.suppress(ConnectionError):
                 await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
         with contextlib.suppress(ConnectionError):

@@ -46,6 +46,17 @@ def test_anthropic_images_and_documents_in_messages_and_system() -> None:
     assert _bound(inline) == raw - len(orjson.dumps(image)) + 1_445  # the document by its own bytes
 
 
+def test_gemini_images_and_files_in_contents() -> None:
+    image = {"inlineData": {"mimeType": "image/png", "data": "A" * 2_000_000}}
+    audio = {"inlineData": {"mimeType": "audio/mp3", "data": "B" * 3_000}}
+    remote = {"fileData": {"mimeType": "video/mp4", "fileUri": "https://x.test/v.mp4"}}
+    body = {"contents": [{"role": "user", "parts": [{"text": "see"}, image]}]}
+    assert 1_445 < _bound(body) < 1_445 + 200  # the image's catalogue bound, not its 2 MB
+    with_audio = {"contents": [{"role": "user", "parts": [{"text": "hear"}, audio]}]}
+    assert _bound(with_audio) >= 3_000  # inline bytes other than images: their size
+    assert _bound({"contents": [{"parts": [remote]}]}) == SPEC.context_length  # unknown size
+
+
 def test_the_bound_never_exceeds_the_context_window() -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "x" * 500_000}]}
     assert _bound(body) == 128_000

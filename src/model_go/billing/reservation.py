@@ -40,7 +40,8 @@ def prompt_bound(body: dict[str, Any], raw_size: int, spec: ModelSpec) -> int:
     """Worst-case prompt tokens of a request whose upstream bytes are `raw_size` long."""
     if "input" in body and any(body.get(name) is not None for name in STORED_CONTEXT):
         return spec.context_length
-    media_bytes, media_tokens = _media(body.get("messages") or body.get("input"), spec, 0)
+    turns = body.get("messages") or body.get("input") or body.get("contents")  # OpenAI, Gemini
+    media_bytes, media_tokens = _media(turns, spec, 0)
     system = body.get("system")  # Anthropic's top-level system blocks may hold documents too
     if isinstance(system, list):
         more_bytes, more_tokens = _media(system, spec, 0)
@@ -61,6 +62,8 @@ def _media(value: Any, spec: ModelSpec, depth: int) -> tuple[int, int]:
         return found_bytes, found_tokens
     if not isinstance(value, dict):
         return 0, 0
+    if "inlineData" in value or "fileData" in value:
+        return _gemini_media(value, spec)
     kind = value.get("type")
     if kind in IMAGE_PARTS:
         return _json_size(value), spec.image_tokens
@@ -77,6 +80,18 @@ def _media(value: Any, spec: ModelSpec, depth: int) -> tuple[int, int]:
             found_bytes += item_bytes
             found_tokens += item_tokens
     return found_bytes, found_tokens
+
+
+def _gemini_media(part: dict[str, Any], spec: ModelSpec) -> tuple[int, int]:
+    """A Gemini part: an image counts as the catalogue's image bound, other inline bytes as their
+    size, a file elsewhere (fileData) as the context window."""
+    inline = part.get("inlineData")
+    media = inline if isinstance(inline, dict) else part.get("fileData")
+    mime = media.get("mimeType") if isinstance(media, dict) else None
+    size = _json_size(part)
+    if isinstance(mime, str) and mime.startswith("image/"):
+        return size, spec.image_tokens
+    return size, (size if isinstance(inline, dict) else spec.context_length)
 
 
 # the bytes an output cap adds to a body on its way upstream: `,"max_completion_tokens":2147483647`

@@ -16,20 +16,11 @@ import orjson
 from model_go.errors import GatewayError, InvalidRequest, RateLimited, UpstreamError
 from model_go.providers import canonical as c
 from model_go.providers import errors
+from model_go.providers import gemini_finish as finishes
 from model_go.providers.base import Channel, UpstreamRequest
 from model_go.tokens import estimate_prompt_tokens
 from model_go.wire.canonical import Call, Usage, as_dict, as_list, int_or, str_or
 
-FINISH_REASONS = {
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-}
 TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
 # Gemini's function calls carry no id (and Gemini 3 wants each call's thoughtSignature back), so the
 # OpenAI tool call id we hand out is synthesized, stable, and carries the signature with it.
@@ -315,11 +306,11 @@ def candidate_parts(
 
 
 def finish_reason(candidate: dict[str, Any], called_tools: bool) -> str | None:
-    reason = candidate.get("finishReason")
-    if not isinstance(reason, str) or reason == "FINISH_REASON_UNSPECIFIED":
-        return None
-    mapped = FINISH_REASONS.get(reason, c.FINISH_STOP)
-    return "tool_calls" if mapped == "stop" and called_tools else mapped
+    """The candidate's canonical finish_reason, None while unfinished; raises when the model failed."""
+    finish = finishes.finish_reason(candidate.get("finishReason"), called_tools)
+    if isinstance(finish, GatewayError):
+        raise finish
+    return finish
 
 
 def _response_id(response: dict[str, Any]) -> str:
@@ -361,6 +352,18 @@ def stream_error(error: Any) -> GatewayError:
     return UpstreamError("The upstream provider failed while streaming the response.")
 
 
+def stream_event(data: bytes) -> dict[str, Any] | GatewayError | None:
+    """One streamGenerateContent event: the response, or the error it reports (never relayed: its
+    text is the upstream's), or None when it is no JSON object."""
+    try:
+        response = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(response, dict):
+        return None
+    return stream_error(response["error"]) if "error" in response else response
+
+
 class GeminiStream:
     """streamGenerateContent SSE payloads (each a whole GenerateContentResponse) in, chunks out.
     Gemini sends no [DONE]: the stream is complete once every candidate has a finishReason."""
@@ -380,14 +383,10 @@ class GeminiStream:
         self._usage: tuple[Usage, int] | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
-        try:
-            response = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return []
+        response = stream_event(data)
         if not isinstance(response, dict):
-            return []
-        if "error" in response:
-            self.error, self.finished = stream_error(response["error"]), True
+            if response is not None:
+                self.error, self.finished = response, True
             return []
         blocked = prompt_blocked(response)
         if blocked is not None:
@@ -402,6 +401,10 @@ class GeminiStream:
         out: list[bytes] = []
         for position, candidate in enumerate(as_list(response.get("candidates"))):
             out.extend(self._candidate(as_dict(candidate), position, _response_id(response)))
+        if self.error is not None:  # a candidate failed: what it sent so far goes out, then the error
+            self.finished = True
+            self.usage = self._usage[0] if self._usage is not None else None
+            return out
         if len(self._done) >= self.expected:
             self.finished = True
             if self._usage is not None:
@@ -429,8 +432,10 @@ class GeminiStream:
         if delta:
             self.completion_chars += c.delta_chars(delta)
             out.append(self._writer.delta(delta, index=index))
-        finish = finish_reason(candidate, bool(self._calls.get(index)))
-        if finish is not None and index not in self._done:
+        finish = finishes.finish_reason(candidate.get("finishReason"), bool(self._calls.get(index)))
+        if isinstance(finish, GatewayError):
+            self.error = finish
+        elif finish is not None and index not in self._done:
             self._done.add(index)
             out.append(self._writer.delta({}, index=index, finish=finish))
         return out
@@ -565,12 +570,16 @@ class GeminiProvider:
             url=channel.base_url.rstrip("/") + f"/{method}{query}", headers=headers, body=orjson.dumps(body)
         )
 
-    def chat_request(self, channel: Channel, call: Call) -> UpstreamRequest:
+    def generate_request(self, channel: Channel, call: Call, body: dict[str, Any]) -> UpstreamRequest:
+        """generateContent, or streamGenerateContent as SSE, of the call's upstream model with `body`
+        (also the Gemini dialect's passthrough, whose body is the client's own)."""
         path = model_path(call.upstream_model)
-        body = build_body(channel, call)
         if call.stream:
             return self._request(channel, f"{path}:streamGenerateContent", body, "?alt=sse")
         return self._request(channel, f"{path}:generateContent", body)
+
+    def chat_request(self, channel: Channel, call: Call) -> UpstreamRequest:
+        return self.generate_request(channel, call, build_body(channel, call))
 
     def chat_response(self, call: Call, body: bytes) -> tuple[bytes, Usage | None]:
         return chat_response_json(call, body)

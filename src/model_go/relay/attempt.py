@@ -193,7 +193,8 @@ class Attempt:
         # The upstream answered: that closes a half-open circuit now, not when a long stream ends.
         self.upstreams.health.succeeded(self.channel, ctx.model, self.admission, self.policy)
         # From here on the client has a 200 and an event stream: failures become error events.
-        headers = [*SSE_HEADERS, *extra, outcome.overhead_header(ctx.started)]
+        # an egress that frames its stream other than as SSE (Gemini's JSON array) says how
+        headers = [*getattr(egress, "headers", SSE_HEADERS), *extra, outcome.overhead_header(ctx.started)]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         outcome.responding()
         relay = _StreamRelay(ctx, translator, egress, send)
@@ -233,6 +234,8 @@ class _StreamRelay:
         self.translator = translator
         self.egress = egress
         self.send = send
+        # keep-alive bytes the client's framing allows (a comment would break a JSON array)
+        self.keepalive: bytes = getattr(egress, "keepalive", KEEPALIVE)
 
     async def run(
         self, resp: forward.UpstreamResponse, deadline: float, keepalive: float, idle_timeout: float
@@ -275,7 +278,7 @@ class _StreamRelay:
                 idle += keepalive
                 if idle >= idle_timeout:
                     raise UpstreamTimeout("The upstream provider went silent.") from None
-                await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+                await send({"type": "http.response.body", "body": self.keepalive, "more_body": True})
                 continue
             idle = 0.0
             for payload in decoder.feed(data) if data else decoder.flush():

@@ -27,7 +27,8 @@ MAX_CONCURRENT_LOOKUPS = 4  # bounds the database work a flood of made-up keys c
 
 
 def raw_key_from(authorization: str | None, x_api_key: str | None) -> str:
-    """The key from `Authorization: Bearer …`, else from Anthropic's `x-api-key` header."""
+    """The key from `Authorization: Bearer …`, else from Anthropic's `x-api-key` header (or Gemini's
+    `x-goog-api-key` / `?key=`, which the relay hands in the same place)."""
     if authorization and authorization[:7].lower() == "bearer ":
         raw_key: str | None = authorization[7:].strip()
     else:

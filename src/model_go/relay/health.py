@@ -40,6 +40,9 @@ class Verdict(Enum):
 
 
 REFUSAL_CODES = frozenset({"upstream_auth_failed", "upstream_quota"})
+# the upstream answered but its model failed this request (e.g. a malformed function call): another
+# channel may do better, and the channel itself is healthy
+MODEL_FAILURE_CODES = frozenset({"upstream_model_failed"})
 
 
 def classify(exc: GatewayError) -> tuple[Verdict, bool]:
@@ -49,6 +52,8 @@ def classify(exc: GatewayError) -> tuple[Verdict, bool]:
     upstream = isinstance(exc, UpstreamError | RateLimited) and not isinstance(exc, InvalidRequest)
     if exc.code in REFUSAL_CODES:
         return Verdict.REFUSAL, upstream
+    if exc.code in MODEL_FAILURE_CODES:
+        return Verdict.NEUTRAL, True
     if not upstream or exc.code == "upstream_model_not_found":
         return Verdict.NEUTRAL, upstream
     return Verdict.FAILURE, True

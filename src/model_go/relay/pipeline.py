@@ -8,10 +8,11 @@ circuits, channels just disabled); fail over only before the first byte reached 
 `max_attempts` and the total deadline. Each try is one Attempt (relay/attempt.py), which tells the
 health how it went.
 
-A route with a dialect (Anthropic's /v1/messages, OpenAI's /v1/responses: dialects/) converts its
-request to the canonical OpenAI format on the way in and the reply, stream and errors back on the way
-out; the rest is shared. On a channel that speaks the dialect itself (Anthropic, OpenAI), the
-client's body goes upstream and the reply comes back untranslated.
+A route with a dialect (Anthropic's /v1/messages, OpenAI's /v1/responses, Gemini's generateContent
+routed by relay/gemini_api.py: dialects/) converts its request to the canonical OpenAI format on the
+way in and the reply, stream and errors back on the way out; the rest is shared. On a channel that
+speaks the dialect itself (Anthropic, OpenAI, Gemini), the client's body goes upstream and the reply
+comes back untranslated.
 
 Nothing here touches the database on the way: keys, channels and prices come from the in-memory
 snapshot (a key newer than the snapshot costs one lookup, relay/auth.py), money from the ledger, the
@@ -46,6 +47,7 @@ from model_go.errors import (
 )
 from model_go.providers import REGISTRY
 from model_go.providers.base import Channel
+from model_go.relay import gemini_api
 from model_go.relay.asgi import Receive, Scope, Send, encode_headers, header, read_body, send_error, send_json
 from model_go.relay.attempt import Attempt, Upstreams
 from model_go.relay.auth import raw_key_from
@@ -127,7 +129,14 @@ class Relay:
             log.exception("unexpected error in a count_tokens request")
             await self._send_error(send, GatewayError(), dialect, [])
 
+    async def gemini(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every path of the Gemini API (relay/gemini_api.py reads the model and method from it)."""
+        await gemini_api.serve(self, scope, receive, send)
+
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if gemini_api.google_way(scope):  # a Gemini client (x-goog-api-key or ?key=): Gemini's list
+            await gemini_api.serve(self, scope, receive, send)
+            return
         try:
             key = await self._authenticate(scope)
             prices = self.state.snapshot.prices
@@ -377,7 +386,10 @@ class Relay:
         return min(len(call.raw) + extra, spec.context_length)
 
     async def _authenticate(self, scope: Scope) -> KeyInfo:
-        raw_key = raw_key_from(header(scope, b"authorization"), header(scope, b"x-api-key"))
+        authorization, x_api_key = header(scope, b"authorization"), header(scope, b"x-api-key")
+        if authorization is None and x_api_key is None:  # Gemini's ways, looked at only then
+            x_api_key = gemini_api.google_key(scope)
+        raw_key = raw_key_from(authorization, x_api_key)
         key_hash, key = self.state.authenticator.known(self.state.snapshot, raw_key)
         if key is None:
             key = await self.state.authenticator.lookup(key_hash)

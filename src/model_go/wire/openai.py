@@ -104,7 +104,8 @@ def validate_embeddings(body: dict[str, Any]) -> str:
 
 def with_cost(body: bytes, cost_usd: float) -> bytes:
     """A reply (or a stream's usage chunk, or an `event: ...` SSE frame holding one) with its cost in
-    USD as `usage.cost`, as OpenRouter reports it; a body without a usage object comes back unchanged."""
+    USD as `usage.cost`, as OpenRouter reports it (`usageMetadata.cost` in Gemini's shape); a body
+    without a usage object comes back unchanged."""
     if body.startswith(b"event: "):
         head, sep, data = body.partition(b"\ndata: ")
         if not sep:
@@ -114,13 +115,21 @@ def with_cost(body: bytes, cost_usd: float) -> bytes:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return body
-    usage = parsed.get("usage") if isinstance(parsed, dict) else None
-    if not isinstance(usage, dict):
+    if not isinstance(parsed, dict):
         return body
+    usage = parsed.get("usage")
+    if not isinstance(usage, dict):
+        usage = parsed.get("usageMetadata")  # a Gemini reply or stream event
+        if not isinstance(usage, dict):
+            return body
     usage["cost"] = cost_usd
     return orjson.dumps(parsed)
 
 
+# a usage object as OpenAI and Anthropic name it, and as Gemini does (whose events have spaces)
+USAGE_MARKS = (b'"usage":{', b'"usage": {', b'"usageMetadata":{', b'"usageMetadata": {')
+
+
 def carries_usage(payload: bytes) -> bool:
     """True when a stream chunk may hold a usage object (a byte scan: most chunks do not)."""
-    return b'"usage":{' in payload or b'"usage": {' in payload
+    return any(mark in payload for mark in USAGE_MARKS)

@@ -65,6 +65,12 @@ ANTHROPIC = ContentPaths(
     lists=frozenset({"messages", "tools"}),
     item=frozenset({"content", "input_schema", "input"}),
 )
+GEMINI = ContentPaths(
+    # generationConfig holds the response schema, whose property names are the user's own
+    top=frozenset({"systemInstruction", "system_instruction", "generationConfig"}),
+    lists=frozenset({"contents", "tools"}),
+    item=frozenset({"parts", "functionDeclarations"}),
+)
 
 _SEPARATORS = re.compile(r"[^a-z0-9]")
 
