@@ -399,8 +399,10 @@ def _through(
     call = _call(USER, stream=False, cap=10)
     completion, usage = REGISTRY["gemini"].chat_response(call, _upstream_reply(reason, parts))
     assert usage is not None
-    message = AnthropicMessages().reply(completion, "req_1", "g", usage)
-    response = gemini.GeminiGenerate("g", streaming=False, sse=False).reply(completion, "req_1", "g", usage)
+    message = AnthropicMessages().reply(completion, "req_1", "g", usage, {})
+    response = gemini.GeminiGenerate("g", streaming=False, sse=False).reply(
+        completion, "req_1", "g", usage, {}
+    )
     return orjson.loads(completion), orjson.loads(message), orjson.loads(response)
 
 

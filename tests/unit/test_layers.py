@@ -10,13 +10,6 @@ SQL_LAYERS = ("storage", "services")
 SQL_BUILDERS = frozenset({"select", "insert", "update", "delete"})
 SQLALCHEMY_MODULES = frozenset({"sqlalchemy", "sqlalchemy.sql", "sqlalchemy.sql.expression"})
 
-# Pending: the snapshot's load still builds its own queries; remove the entry when it stops.
-PENDING = frozenset(
-    {
-        "relay/snapshot.py",
-    }
-)
-
 
 def sql_uses(source: str) -> list[str]:
     """Each place a module imports a SQL statement builder or calls one through the sqlalchemy module."""
@@ -54,16 +47,12 @@ def test_sql_only_in_storage_and_services() -> None:
     offenders = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE).as_posix()
-        if relative.split("/")[0] in SQL_LAYERS or relative in PENDING:
+        if relative.split("/")[0] in SQL_LAYERS:
             continue
         uses = sql_uses(path.read_text())
         if uses:
             offenders[relative] = uses
     assert offenders == {}, "build SQL in storage/ (a repository) or services/, not here"
-
-
-def test_pending_entries_still_exist() -> None:
-    assert all((PACKAGE / name).exists() for name in PENDING)
 
 
 def storage_imports(source: str) -> list[str]:

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing.catalogue import shipped
@@ -20,8 +19,8 @@ from model_go.providers import REGISTRY
 from model_go.providers.base import Channel
 from model_go.relay.limits import NO_LIMITS, Limits
 from model_go.security import KeyRing
-from model_go.storage import repo
-from model_go.storage.tables import DEFAULT_TIER, api_keys, channels, prices, tiers, users
+from model_go.storage import repo, snapshot_repo
+from model_go.storage.tables import DEFAULT_TIER
 
 
 @dataclass(frozen=True)
@@ -109,25 +108,14 @@ async def load(
     """Read everything the request path needs; also returns every user's balance. `defaults` are
     the limits a tier leaves unset (the MODELGO_DEFAULT_* settings)."""
     snap = Snapshot(version=await repo.config_version(conn))
-    tier_limits = {row.name: limits_of(row).over(defaults) for row in await conn.execute(select(tiers))}
+    tier_limits = {row.name: limits_of(row).over(defaults) for row in await snapshot_repo.all_tiers(conn)}
     snap.default_limits = tier_limits.get(DEFAULT_TIER, defaults)
     balances: dict[int, int] = {}
-    for row in await conn.execute(
-        select(
-            users.c.id,
-            users.c.disabled,
-            users.c.rpm_limit,
-            users.c.tpm_limit,
-            users.c.max_concurrency,
-            users.c.tier,
-            users.c.balance_micros,
-        )
-    ):
+    for row in await snapshot_repo.user_standings(conn):
         tier = tier_limits.get(row.tier, snap.default_limits)
         snap.users[row.id] = UserInfo(id=row.id, disabled=row.disabled, limits=limits_of(row).over(tier))
         balances[row.id] = row.balance_micros
-    key_rows = await conn.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None)))
-    for row in key_rows:
+    for row in await snapshot_repo.active_keys(conn):
         allowed = frozenset(orjson.loads(row.models)) if row.models else None
         snap.keys[row.key_hash] = KeyInfo(
             id=row.id,
@@ -136,10 +124,9 @@ async def load(
             expires_at=row.expires_at,
             limits=limits_of(row),
         )
-    for row in await conn.execute(select(prices)):
+    for row in await snapshot_repo.all_prices(conn):
         snap.prices[row.model] = price_from_row(row, default_max_output)
-    channel_rows = await conn.execute(select(channels).where(channels.c.enabled.is_(True)))
-    for row in channel_rows:
+    for row in await snapshot_repo.enabled_channels(conn):
         if row.provider not in REGISTRY:
             continue
         channel = channel_from_row(row, keyring)
