@@ -18,11 +18,11 @@ from starlette.routing import Route
 from model_go import __version__
 from model_go import state as app_state
 from model_go.errors import AuthenticationFailed, GatewayError, InvalidRequest, error_for_status
+from model_go.observability.metrics import CONTENT_TYPE_LATEST
+from model_go.observability.request_ids import with_request_id
 from model_go.relay.asgi import Receive, Scope, Send
 from model_go.relay.pipeline import Relay
 from model_go.settings import Settings
-from model_go.telemetry.metrics import CONTENT_TYPE_LATEST
-from model_go.telemetry.request_ids import with_request_id
 
 
 @dataclass(frozen=True)

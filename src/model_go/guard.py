@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from model_go.errors import PayloadTooLarge
+from model_go.observability.request_ids import with_request_id
 from model_go.relay.asgi import Message, Receive, Scope, Send, header, send_error
-from model_go.telemetry.request_ids import with_request_id
 
 # an answer sent before the body was read must end the connection, or the server would go on
 # reading (and the client go on sending) the rest of it

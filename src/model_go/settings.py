@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (empty: none)
     trusted_proxies: str = ""
     log_level: str = "INFO"
-    # json | text; unset: JSON when stderr is not a terminal (telemetry/logs.py)
+    # json | text; unset: JSON when stderr is not a terminal (observability/logs.py)
     log_format: Literal["json", "text"] | None = None
     access_log: bool = True
     # /metrics: on the public port to `Authorization: Bearer <token>`, and/or on an internal port

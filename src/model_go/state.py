@@ -22,6 +22,7 @@ from model_go.billing.budgets import refresh as refresh_budgets
 from model_go.billing.ledger import InProcessLedger, Ledger
 from model_go.mail.sender import OutboxSender
 from model_go.mail.smtp import SmtpMailer
+from model_go.observability.metrics import Metrics, Sources
 from model_go.relay import forward
 from model_go.relay.auth import Authenticator
 from model_go.relay.demo_upstream import LocalTransport
@@ -37,7 +38,6 @@ from model_go.settings import Settings
 from model_go.storage import repo
 from model_go.storage.db import make_engine, prepare
 from model_go.supervisor import Supervisor
-from model_go.telemetry.metrics import Metrics, Sources
 from model_go.usage import retention
 from model_go.usage.writer import UsageWriter
 from model_go.wire.client_ip import TrustedProxies

@@ -2,7 +2,7 @@
 Prometheus metrics behind a token or on an internal port (and nowhere without either), and one JSON
 log line per request with ids and counts but never a prompt, a reply or a key.
 
-The telemetry does not touch the database: these run on SQLite only.
+Logs, metrics and request ids do not touch the database: these run on SQLite only.
 """
 
 from __future__ import annotations

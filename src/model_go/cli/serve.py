@@ -9,10 +9,10 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.cli.common import fail, out, run_db
+from model_go.observability.logs import configure as configure_logging
 from model_go.security import KeyRing
 from model_go.services import database
 from model_go.settings import Settings
-from model_go.telemetry.logs import configure as configure_logging
 
 
 def serve(

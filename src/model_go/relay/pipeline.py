@@ -45,6 +45,8 @@ from model_go.errors import (
     PermissionDenied,
     UpstreamTimeout,
 )
+from model_go.observability.metrics import NO_LABEL, RequestFigures
+from model_go.observability.request_ids import new_request_id
 from model_go.providers import REGISTRY
 from model_go.providers.base import Channel
 from model_go.relay import gemini_api
@@ -58,8 +60,6 @@ from model_go.relay.limits import UNLIMITED, Admission
 from model_go.relay.routing import candidates
 from model_go.relay.snapshot import KeyInfo
 from model_go.state import AppState
-from model_go.telemetry.metrics import NO_LABEL, RequestFigures
-from model_go.telemetry.request_ids import new_request_id
 from model_go.tokens import estimate_prompt_tokens
 from model_go.usage.writer import UsageRecord
 from model_go.wire import openai as wire
