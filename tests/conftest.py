@@ -6,6 +6,11 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+# `model-go` commands run in this process (Gateway.cli): rich sizes the CLI's consoles from COLUMNS
+# when they are created, and pytest-xdist's workers start with COLUMNS=80, which truncates the tables
+# the tests read. Set before anything imports model_go.cli.
+os.environ["COLUMNS"] = "200"
+
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
