@@ -96,7 +96,9 @@ class MockAnthropic(MockUpstream):
         }
         if model in failures:
             status, kind, headers = failures[model]
-            return self._anthropic_error(status, kind, f"upstream says no to {sent_key} about '{prompt}'", headers)
+            return self._anthropic_error(
+                status, kind, f"upstream says no to {sent_key} about '{prompt}'", headers
+            )
         blocks, stop = self._reply(model, body)
         usage = self._usage(model, blocks)
         if body.get("stream"):
