@@ -74,6 +74,7 @@ def test_insufficient_balance_is_402_not_429(gateway: Gateway, upstream: MockUps
     before = upstream.count()
     client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=broke)  # default retries
     with pytest.raises(openai.APIStatusError) as info:
+        # CHAT is the raw JSON body the httpx requests here send too, not the SDK's typed arguments
         client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
     assert info.value.status_code == 402
     assert upstream.count() == before, "a refused request must never reach the upstream"

@@ -277,6 +277,8 @@ def test_tool_round_trip_with_streamed_arguments(
     answer = client.responses.create(
         model=model,
         tools=[WEATHER],
+        # the output items go back as they came (model_dump dicts), as the SDK's docs show; their
+        # dict type is not one of the SDK's input TypedDicts
         input=[*history, {"type": "function_call_output", "call_id": call_id, "output": "sunny"}],  # type: ignore[list-item]
     )
     assert answer.output_text == "tool said: sunny"
