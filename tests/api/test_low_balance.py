@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import openai
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from model_go.security import KeyRing
 from model_go.storage.account_tables import mail_outbox
 from tests.api.conftest import Api, admin, signup, start_api_gateway, stop_gateway
 from tests.support.gateway import Gateway
@@ -37,13 +39,15 @@ def low_gw(
 
 
 def outbox_count(gw: Gateway, user_id: int) -> int:
-    async def work(conn, _k):  # type: ignore[no-untyped-def]
+    async def work(conn: AsyncConnection, _k: KeyRing) -> int:
         query = (
             select(func.count())
             .select_from(mail_outbox)
             .where(mail_outbox.c.user_id == user_id, mail_outbox.c.kind == "low_balance")
         )
-        return int(await conn.scalar(query))
+        count = await conn.scalar(query)
+        assert count is not None  # count() is never NULL
+        return int(count)
 
     return gw.db(work)
 

@@ -6,12 +6,14 @@ import csv
 import io
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.security import KeyRing
@@ -30,7 +32,8 @@ def sdk(gw: Gateway, key: str, *, local_ip: str, user_agent: str) -> openai.Open
         api_key=key,
         max_retries=0,
         timeout=30,
-        http_client=http,
+        # the SDK takes an httpx.Client at runtime, though its annotation names only httpx2.Client
+        http_client=http,  # type: ignore[arg-type]
         default_headers={"User-Agent": user_agent},
     )
 
@@ -64,10 +67,10 @@ def db_bytes(gw: Gateway) -> bytes:
 
 def wait_usage(api: Api, count: int, timeout: float = 10) -> dict[str, object]:
     deadline = time.monotonic() + timeout
-    body: dict[str, object] = {}
+    body: dict[str, Any] = {}
     while time.monotonic() < deadline:
         body = api.get("/api/usage").json()
-        if body["total"] >= count and len(body["items"]) >= count:  # type: ignore[arg-type]
+        if body["total"] >= count and len(body["items"]) >= count:
             return body
         time.sleep(0.1)
     raise AssertionError(f"usage did not reach {count} rows: {body}")
@@ -186,7 +189,9 @@ def test_signup_to_deletion(api_gw: Gateway, mailbox: MailBox, backend: str) -> 
         assert needle.encode() not in raw, f"{needle!r} is still in the database files"
 
 
-async def _rows(conn, user_id):  # type: ignore[no-untyped-def]
+async def _rows(
+    conn: AsyncConnection, user_id: int
+) -> tuple[Sequence[Row[Any]], Sequence[Row[Any]], Row[Any]]:
     from sqlalchemy import select
 
     from model_go.storage.tables import ledger, usage_logs, users

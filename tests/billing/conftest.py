@@ -41,7 +41,12 @@ def pay_gw(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Gateway]:
     gw = start_api_gateway(
-        tmp_path_factory.mktemp(f"pay-{backend}"), backend, upstream, mailbox, **stripe_env(stripe_fake)
+        tmp_path_factory.mktemp(f"pay-{backend}"),
+        backend,
+        upstream,
+        mailbox,
+        insecure=True,
+        **stripe_env(stripe_fake),
     )
     yield gw
     stop_gateway(gw)

@@ -49,7 +49,7 @@ def test_admin_adjustments_are_one_entry_each_with_the_admin_and_reason(pay_gw: 
             text("SELECT kind, amount_micros, note, admin_id FROM ledger WHERE user_id = :u ORDER BY id"),
             {"u": user_id},
         )
-        return [tuple(r) for r in found]  # type: ignore[misc]
+        return [tuple(r) for r in found]
 
     admin_id = api.user["id"]
     assert pay_gw.db(rows)[1:] == [
@@ -129,8 +129,12 @@ def _ledger_writes(tree: ast.AST) -> list[int]:
             target = node.args[0]
             if isinstance(target, ast.Name) and target.id in LEDGER_NAMES:
                 lines.append(node.lineno)
-        method = isinstance(func, ast.Attribute) and func.attr in ("update", "delete")
-        if method and isinstance(func.value, ast.Name) and func.value.id in LEDGER_NAMES:  # type: ignore[union-attr]
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr in ("update", "delete")
+            and isinstance(func.value, ast.Name)
+            and func.value.id in LEDGER_NAMES
+        ):
             lines.append(node.lineno)
     return lines
 

@@ -77,6 +77,7 @@ def money_gw(
         backend,
         upstream,
         mailbox,
+        insecure=True,
         MODELGO_USAGE_FLUSH_SECONDS=str(FLUSH_SECONDS),
         **stripe_env(stripe_fake),
     )
@@ -338,7 +339,10 @@ class LedgerMachine(RuleBasedStateMachine):
         raise AssertionError(f"the usage writer did not settle within {timeout} s: {last}")
 
     def _usage_rows_of_people(self) -> int:
-        return sum(len(self.gw.db(lambda c, _k, i=p.id: repo.list_usage(c, user_id=i))) for p in self.people)
+        def rows_of(user_id: int) -> int:
+            return len(self.gw.db(lambda c, _k: repo.list_usage(c, user_id=user_id)))
+
+        return sum(rows_of(p.id) for p in self.people)
 
     @invariant()
     def ledger_holds(self) -> None:

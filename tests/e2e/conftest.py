@@ -118,7 +118,7 @@ def new_page(browser: Any, site: Site, viewport: dict[str, int] = DESKTOP) -> An
     context = browser.new_context(viewport=viewport, base_url=site.url, accept_downloads=True)
     context.set_default_timeout(10_000)
     page = context.new_page()
-    page.errors = []  # type: ignore[attr-defined]
+    page.errors = []
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     # console errors include CSP refusals; an API error answer (4xx) is logged too, and is expected
     page.on(

@@ -77,6 +77,7 @@ def test_admin_sets_a_users_tier_and_own_limits(browser: Any, site: Site) -> Non
     dialog.get_by_role("button", name="Save limits").click()
     dialog.wait_for(state="hidden")
     user = in_thread(lambda: site.gw.db(lambda c, _k: repo.user_by_username(c, name)))
+    assert user is not None
     assert (user.tier, user.rpm_limit, user.tpm_limit, user.max_concurrency) == ("e2e-gold", None, None, 3)
     row.get_by_role("button", name=f"Rate limits of {name}").click()
     assert dialog.get_by_label("Requests at a time").input_value() == "3"

@@ -73,7 +73,7 @@ def create_key(page: Any) -> str:
     page.get_by_role("button", name="Create key").click()
     secret_box = page.locator("[data-secret-box]")
     secret_box.wait_for()
-    secret = page.locator("[data-secret]").input_value()
+    secret: str = page.locator("[data-secret]").input_value()
     assert secret and len(secret) > 20
     page.get_by_role("button", name="Copy").click()
     page.get_by_text("Copied to the clipboard.").wait_for()

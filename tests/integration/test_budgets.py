@@ -34,6 +34,7 @@ def key_spend(gw: Gateway, key_id: int) -> int:
         total = await conn.scalar(
             select(func.coalesce(func.sum(usage_logs.c.cost_micros), 0)).where(usage_logs.c.key_id == key_id)
         )
+        assert total is not None  # coalesce(): never NULL
         return int(total)
 
     return gw.db(work)
@@ -78,8 +79,8 @@ def test_daily_budget_refuses_once_spent_and_names_it(gateway: Gateway) -> None:
     # lowered below what the key spent today: the message says it is spent
     gateway.cli("key", "budget", str(key_id), "--budget", "0.0001")
     time.sleep(RELOAD)
-    error = ask(client)
-    assert error == {
+    spent = ask(client)
+    assert spent == {
         "message": "This key's daily budget of $0.0001 is spent; it resets at 00:00 UTC.",
         "type": "insufficient_quota",
         "param": None,
@@ -221,6 +222,7 @@ def test_spend_is_counted_from_the_period_start_and_the_lifetime_survives_the_pu
         removed = await usage_repo.delete_older_than(conn, today - timedelta(days=30), 1000)
         after = (await budgets_repo.spend(conn, [key_id], starts))[key_id]["lifetime"]
         carried = await conn.scalar(select(api_keys.c.purged_spend_micros).where(api_keys.c.id == key_id))
+        assert carried is not None  # the key's row exists: purged_spend_micros is NOT NULL
         return removed, before, after, int(carried)
 
     removed, before, after, carried = gateway.db(purge)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import openai
 import pytest
@@ -36,11 +38,11 @@ def post(
 
 def assert_error(
     resp: httpx.Response, status: int, *, code: str | None = None, param: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     body = resp.json()
     assert set(body) == {"error"}
-    error = body["error"]
+    error: dict[str, Any] = body["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["message"]
     if code is not None:
@@ -52,7 +54,7 @@ def assert_error(
     return error
 
 
-CHAT = {"model": "gpt-mock", "messages": [{"role": "user", "content": "hi"}]}
+CHAT: dict[str, object] = {"model": "gpt-mock", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +74,7 @@ def test_insufficient_balance_is_402_not_429(gateway: Gateway, upstream: MockUps
     before = upstream.count()
     client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=broke)  # default retries
     with pytest.raises(openai.APIStatusError) as info:
+        # CHAT is the raw JSON body the httpx requests here send too, not the SDK's typed arguments
         client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
     assert info.value.status_code == 402
     assert upstream.count() == before, "a refused request must never reach the upstream"
@@ -199,11 +202,10 @@ def test_upstream_unreachable_is_503(gateway: Gateway, key: str) -> None:
     import time
 
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        resp = post(gateway, {**CHAT, "model": "dead-model"}, fresh)
-        if resp.status_code != 404:
-            break
+    resp = post(gateway, {**CHAT, "model": "dead-model"}, fresh)
+    while resp.status_code == 404 and time.monotonic() < deadline:
         time.sleep(0.1)
+        resp = post(gateway, {**CHAT, "model": "dead-model"}, fresh)
     assert_error(resp, 503, code="upstream_unavailable")
     rows = gateway.wait_for_usage(user_id, 1)
     assert rows[-1].cost_micros == 0, "an upstream failure before any token bills nothing"

@@ -98,7 +98,7 @@ def test_a_malformed_key_is_refused(gateway: Gateway, value: bytes) -> None:
     resp = httpx.post(
         gateway.base_url + "/v1/chat/completions",
         content=orjson.dumps(BODY),
-        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": value},
+        headers={b"Authorization": f"Bearer {key}".encode(), b"Idempotency-Key": value},
     )
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["code"] == "invalid_idempotency_key"

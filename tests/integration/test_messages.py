@@ -30,7 +30,7 @@ from tests.support.mock_lanes import LANE_KEY, PROMPT_TOKENS, TOOL_ARGS, MockLan
 
 LANE_MODELS = {"gpt-lane": "ok", "gpt-tool": "tool", "gpt-drop": "drop"}
 CLAUDE_MODELS = ("claude-x", "claude-tool", "claude-cache", "claude-midstream")
-WEATHER = {
+WEATHER: anthropic.types.ToolParam = {
     "name": "get_weather",
     "description": "Weather for a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
@@ -178,7 +178,7 @@ def test_raw_event_sequence_is_anthropics(world: World) -> None:
 def test_tool_use_round_trip_with_streamed_arguments_from_an_openai_upstream(world: World) -> None:
     _, key, user_id = world.gw.new_user("10")
     client = sdk(world.gw, key)
-    question = {"role": "user", "content": "weather in Paris?"}
+    question: anthropic.types.MessageParam = {"role": "user", "content": "weather in Paris?"}
     fragments: list[str] = []
     with client.messages.stream(
         model="gpt-tool", max_tokens=100, tools=[WEATHER], tool_choice={"type": "any"}, messages=[question]
@@ -211,7 +211,7 @@ def test_tool_use_round_trip_with_streamed_arguments_from_an_openai_upstream(wor
         tools=[WEATHER],
         messages=[
             question,
-            {"role": "assistant", "content": final.content},  # type: ignore[typeddict-item]
+            {"role": "assistant", "content": final.content},
             {
                 "role": "user",
                 "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}],
@@ -294,15 +294,16 @@ def test_tool_use_streamed_from_an_anthropic_upstream(world: World) -> None:
     assert "".join(fragments) == TOOL_INPUT
     assert [b.type for b in final.content] == ["text", "tool_use"]
     call = final.content[1]
-    assert call.input == orjson.loads(TOOL_INPUT) and final.stop_reason == "tool_use"  # type: ignore[union-attr]
+    assert isinstance(call, anthropic.types.ToolUseBlock)
+    assert call.input == orjson.loads(TOOL_INPUT) and final.stop_reason == "tool_use"
     answer = client.messages.create(
         model="claude-tool",
         max_tokens=64,
         tools=[WEATHER],
         messages=[
             {"role": "user", "content": "Paris?"},
-            {"role": "assistant", "content": final.content},  # type: ignore[typeddict-item]
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "rain"}]},  # type: ignore[union-attr]
+            {"role": "assistant", "content": final.content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "rain"}]},
         ],
     )
     assert answer.content[0].text == "tool said: rain"  # type: ignore[union-attr]

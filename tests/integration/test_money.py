@@ -9,8 +9,10 @@ import httpx
 import openai
 import orjson
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing.reservation import CAP_BYTES
+from model_go.security import KeyRing
 from model_go.storage import repo
 from model_go.storage.tables import ledger, usage_logs
 from tests.support.gateway import Gateway
@@ -18,7 +20,7 @@ from tests.support.mock_openai import MockUpstream
 
 
 def ledger_and_usage(gw: Gateway, user_id: int) -> tuple[int, int, int]:
-    async def work(conn, _k):  # type: ignore[no-untyped-def]
+    async def work(conn: AsyncConnection, _k: KeyRing) -> tuple[int, int, int]:
         debits = await conn.scalar(
             select(func.coalesce(func.sum(ledger.c.amount_micros), 0)).where(
                 ledger.c.user_id == user_id, ledger.c.kind == "usage"
@@ -34,6 +36,9 @@ def ledger_and_usage(gw: Gateway, user_id: int) -> tuple[int, int, int]:
             .select_from(ledger)
             .where(ledger.c.user_id == user_id, ledger.c.kind == "usage")
         )
+        assert (
+            debits is not None and costs is not None and count is not None
+        )  # coalesce(), count(): never NULL
         return int(debits), int(costs), int(count)
 
     return gw.db(work)

@@ -170,6 +170,7 @@ def test_one_json_line_per_request_without_text_or_secrets(ops_gw: Gateway) -> N
     )
     request_id = raw.headers["x-request-id"]
     deadline = time.monotonic() + 5
+    mine: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         mine = [line for line in log_lines(ops_gw) if line.get("request_id") == request_id]
         if mine:
@@ -184,7 +185,8 @@ def test_one_json_line_per_request_without_text_or_secrets(ops_gw: Gateway) -> N
     assert line["overhead_ms"] >= 0
     output = ops_gw.output()
     assert prompt not in output and secret not in output and TOKEN not in output
-    assert raw.parse().choices[0].message.content not in output
+    content = raw.parse().choices[0].message.content
+    assert content is not None and content not in output
     # every log line is a JSON object, uvicorn's own too; stdout holds only the start-up banner
     banner = ("First start:", "and this API key", "sk-mg-", "model-go listening on")
     others = [line for line in output.splitlines() if line.strip() and not line.startswith(banner)]

@@ -9,8 +9,11 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import MetaData, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from model_go.security import KeyRing
 from tests.conftest import UPSTREAM_KEY, add_mock_channel, make_gateway
 from tests.support.gateway import Gateway, drop_pg_database
 from tests.support.mock_openai import MockUpstream
@@ -36,10 +39,10 @@ def database_text(gw: Gateway) -> bytes:
         assert files
         return b"".join(p.read_bytes() for p in files)
 
-    async def dump(conn, _k):  # type: ignore[no-untyped-def]
+    async def dump(conn: AsyncConnection, _k: KeyRing) -> bytes:
         meta = MetaData()
         await conn.run_sync(meta.reflect)
-        out = []
+        out: list[str] = []
         for table in meta.sorted_tables:
             out.extend(repr(tuple(row)) for row in await conn.execute(select(table)))
         return "\n".join(out).encode()
@@ -52,23 +55,23 @@ def test_canary_never_persisted_or_logged(fresh_gateway: Gateway) -> None:
     canary = "CANARY-" + uuid.uuid4().hex
     _, key, user_id = gw.new_user("10")
     client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=key, max_retries=0)
-    msg = [{"role": "user", "content": f"secret {canary}"}]
+    msg: list[ChatCompletionMessageParam] = [{"role": "user", "content": f"secret {canary}"}]
 
-    reply = client.chat.completions.create(model="gpt-mock", messages=msg)  # type: ignore[arg-type]
+    reply = client.chat.completions.create(model="gpt-mock", messages=msg)
     assert canary in (reply.choices[0].message.content or "")  # the mock echoes it back
     streamed = "".join(
         c.choices[0].delta.content or ""
         for c in client.chat.completions.create(model="gpt-mock", messages=msg, stream=True)
         if c.choices
-    )  # type: ignore[arg-type]
+    )
     assert canary in streamed
     with pytest.raises(openai.APIStatusError):
-        client.chat.completions.create(model="mock-500", messages=msg)  # type: ignore[arg-type]
+        client.chat.completions.create(model="mock-500", messages=msg)
     with pytest.raises(openai.APIError):
-        for _ in client.chat.completions.create(model="mock-drop", messages=msg, stream=True):  # type: ignore[arg-type]
+        for _ in client.chat.completions.create(model="mock-drop", messages=msg, stream=True):
             pass
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model=canary, messages=msg)  # type: ignore[arg-type]
+        client.chat.completions.create(model=canary, messages=msg)
     # the Responses route: its refusals, and an OpenAI channel without /responses (an upstream 404)
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model="gpt-mock", input=f"secret {canary}", background=True)

@@ -11,6 +11,7 @@ from typing import Any
 import openai
 import orjson
 import pytest
+from openai.types.chat import ChatCompletionToolParam
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing.money import request_cost
@@ -53,7 +54,7 @@ GEMINI_MODELS = ("gemini-flash", "gemini-tool", "gemini-blocked", "gemini-429", 
 AZURE_MODELS = ("gpt-4o-az", "az-embed", "az-429")
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 IMAGE_URL = "https://images.example.test/cat.png"
-WEATHER_TOOL = {
+WEATHER_TOOL: ChatCompletionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import anthropic
 import httpx
@@ -85,7 +86,7 @@ def client(gw: Gateway, key: keys.CreatedKey) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.base_url + "/v1", api_key=key.secret, max_retries=0)
 
 
-def chat(gw: Gateway, key: keys.CreatedKey, **kwargs: object) -> httpx.Headers:
+def chat(gw: Gateway, key: keys.CreatedKey, **kwargs: Any) -> Mapping[str, str]:
     raw = client(gw, key).chat.completions.with_raw_response.create(
         model="gpt-mock", messages=HI, **{"max_tokens": 5, **kwargs}
     )
@@ -93,7 +94,7 @@ def chat(gw: Gateway, key: keys.CreatedKey, **kwargs: object) -> httpx.Headers:
     return raw.headers
 
 
-def refused(gw: Gateway, key: keys.CreatedKey, **kwargs: object) -> openai.RateLimitError:
+def refused(gw: Gateway, key: keys.CreatedKey, **kwargs: Any) -> openai.RateLimitError:
     with pytest.raises(openai.RateLimitError) as caught:
         client(gw, key).chat.completions.create(model="gpt-mock", messages=HI, **{"max_tokens": 5, **kwargs})
     error = caught.value
@@ -228,7 +229,7 @@ def test_a_tier_applies_and_a_user_override_wins(limited: Gateway) -> None:
 def test_anthropic_messages_refused_in_anthropics_shape(limited: Gateway) -> None:
     _, (key,) = limited_user(limited, limits.LimitChange(rpm=1))
     api = anthropic.Anthropic(base_url=limited.base_url, api_key=key.secret, max_retries=0)
-    message = {"role": "user", "content": "hi"}
+    message: anthropic.types.MessageParam = {"role": "user", "content": "hi"}
     raw = api.messages.with_raw_response.create(model="gpt-mock", max_tokens=5, messages=[message])
     assert raw.headers["x-ratelimit-remaining-requests"] == "0"
     with pytest.raises(anthropic.RateLimitError) as caught:

@@ -105,7 +105,7 @@ class CaseRunner:
         )
 
     def expected_request(self) -> dict[str, Any]:
-        expected = copy.deepcopy(self.case["upstream_request"])
+        expected: dict[str, Any] = copy.deepcopy(self.case["upstream_request"])
         if "inherits" not in self.meta:
             return expected
         inherited_base = self.base_meta["channel"]["base_url"]

@@ -217,7 +217,7 @@ def test_gemini_call_ids_round_trip_with_the_thought_signature() -> None:
 
 
 def test_gemini_stream_and_unary_hand_out_the_same_tool_call_ids() -> None:
-    response = {
+    response: dict[str, Any] = {
         "candidates": [
             {
                 "content": {

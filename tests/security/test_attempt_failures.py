@@ -6,6 +6,7 @@ where channels are configured (the shared service, so the CLI, the API and the d
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,13 @@ from tests.support.mock_openai import MockUpstream
 
 async def _channels(conn: AsyncConnection, keyring: KeyRing, base_url: str) -> None:
     # written past the service, as an older version (or a direct edit) could have stored it
-    common = {"provider": "openai", "base_url": base_url, "model_map": {}, "weight": 1, "config": {}}
+    common: dict[str, Any] = {
+        "provider": "openai",
+        "base_url": base_url,
+        "model_map": {},
+        "weight": 1,
+        "config": {},
+    }
     await repo.add_channel(
         conn, keyring, name="broken", models=["gpt-mock", "text-embed-mock"], priority=10,
         api_key=UPSTREAM_KEY + "\n", **common,

@@ -43,6 +43,7 @@ def test_embeddings_accept_every_openai_input_form_and_refuse_mixes(gw: Gateway)
     _, key, _ = gw.new_user("10")
     for good in ([1, 2], [[1, 2], [3]], ["a", "b"], "a"):
         assert _embed(gw, key, good).status_code == 200, good
+    bad: object
     for bad in (["a", 1], [[1], "a"], [True], [], [[]], [1.5], [-1], [2**40]):
         resp = _embed(gw, key, bad)
         assert resp.status_code == 400, (bad, resp.text)

@@ -48,7 +48,7 @@ def _tool_result(messages: list[Any]) -> str | None:
     last = messages[-1] if messages else {}
     for block in last.get("content") or ():
         if isinstance(block, dict) and block.get("type") == "tool_result":
-            content = block.get("content")
+            content: Any = block.get("content")  # parsed JSON: a string or a list of blocks
             return content if isinstance(content, str) else " ".join(b.get("text", "") for b in content)
     return None
 
@@ -59,9 +59,8 @@ async def serve(mock: MockUpstream, app: web.Application) -> None:
     await mock._runner.setup()
     site = web.TCPSite(mock._runner, mock.host, mock.port)
     await site.start()
-    server = site._server
-    assert server is not None
-    mock.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    # The runner has this one site; its socket's address carries the port the OS picked.
+    mock.port = mock._runner.addresses[0][1]
 
 
 @dataclass
@@ -73,7 +72,7 @@ class MockAnthropic(MockUpstream):
         app.router.add_post("/v1/messages", self._messages)
         await serve(self, app)
 
-    def _error(
+    def _anthropic_error(
         self, status: int, kind: str, message: str, headers: dict[str, str] | None = None
     ) -> web.Response:
         body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_mock"}
@@ -84,9 +83,9 @@ class MockAnthropic(MockUpstream):
         self.requests.append(Recorded(request.path, dict(request.headers), body))
         sent_key = request.headers.get("x-api-key", "")
         if sent_key != self.key or request.headers.get("anthropic-version") != "2023-06-01":
-            return self._error(401, "authentication_error", f"invalid x-api-key: {sent_key}")
+            return self._anthropic_error(401, "authentication_error", f"invalid x-api-key: {sent_key}")
         if not isinstance(body.get("max_tokens"), int):
-            return self._error(400, "invalid_request_error", "max_tokens: Field required")
+            return self._anthropic_error(400, "invalid_request_error", "max_tokens: Field required")
         model = body.get("model", "")
         prompt = _last_user_text(body.get("messages") or [])
         failures = {
@@ -97,7 +96,9 @@ class MockAnthropic(MockUpstream):
         }
         if model in failures:
             status, kind, headers = failures[model]
-            return self._error(status, kind, f"upstream says no to {sent_key} about '{prompt}'", headers)
+            return self._anthropic_error(
+                status, kind, f"upstream says no to {sent_key} about '{prompt}'", headers
+            )
         blocks, stop = self._reply(model, body)
         usage = self._usage(model, blocks)
         if body.get("stream"):

@@ -72,9 +72,9 @@ class MockLanes(MockUpstream):
         kind, _, arg = behaviour.partition(":")
         if kind == "error":
             status, _, retry_after = arg.partition(":")
-            return self._error(int(status), "bad_thing", retry_after)
+            return self._lane_error(int(status), "bad_thing", retry_after)
         if kind == "quota":
-            return self._error(429, "insufficient_quota", "")
+            return self._lane_error(429, "insufficient_quota", "")
         if kind == "slow":
             await asyncio.sleep(float(arg))
         reply = self._reply(body, kind)
@@ -82,7 +82,7 @@ class MockLanes(MockUpstream):
             return await self._stream(request, body, reply, kind, arg)
         return web.json_response(self._completion(body, reply))
 
-    def _error(self, status: int, code: str, retry_after: str) -> web.Response:
+    def _lane_error(self, status: int, code: str, retry_after: str) -> web.Response:
         key = LANE_KEY
         body = {"error": {"message": f"Incorrect API key provided: {key}", "type": code, "code": code}}
         headers = {"Retry-After": retry_after} if retry_after else {}
@@ -160,7 +160,7 @@ class MockLanes(MockUpstream):
         await chunk({}, reply["finish"])
         if (body.get("stream_options") or {}).get("include_usage"):
             with contextlib.suppress(ConnectionError):
-                usage_chunk = {**base, "choices": [], "usage": self._usage(reply)}
+                usage_chunk: dict[str, Any] = {**base, "choices": [], "usage": self._usage(reply)}
                 await resp.write(b"data: " + orjson.dumps(usage_chunk) + b"\n\n")
         with contextlib.suppress(ConnectionError):
             await resp.write(b"data: [DONE]\n\n")

@@ -22,7 +22,7 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from aiohttp import web
@@ -71,7 +71,7 @@ class MockUpstream:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def start(self) -> MockUpstream:
+    def start(self) -> Self:
         ready = threading.Event()
 
         def run() -> None:
@@ -112,9 +112,8 @@ class MockUpstream:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # The runner has this one site; its socket's address carries the port the OS picked.
+        self.port = self._runner.addresses[0][1]
 
     async def _leak(self, request: web.Request) -> web.Response:
         self.leaked += 1

@@ -90,9 +90,8 @@ class MockStripe:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # The runner has this one site; its socket's address carries the port the OS picked.
+        self.port = self._runner.addresses[0][1]
 
     def _session(self, session_id: str) -> dict[str, Any]:
         form = self.sessions[session_id]

@@ -318,7 +318,11 @@ def _call(original: dict[str, Any], stream: bool, cap: int | None) -> Call:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_passthrough_request_is_the_clients_body_with_the_cap(stream: bool) -> None:
-    original = {**USER, "safetySettings": [{"x": 1}], "generationConfig": {"topK": 2, "maxOutputTokens": 900}}
+    original: dict[str, Any] = {
+        **USER,
+        "safetySettings": [{"x": 1}],
+        "generationConfig": {"topK": 2, "maxOutputTokens": 900},
+    }
     req = passthrough_request(REGISTRY["gemini"], CHANNEL, _call(original, stream, 120), original)
     method = "streamGenerateContent?alt=sse" if stream else "generateContent"
     assert req.url == f"https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:{method}"

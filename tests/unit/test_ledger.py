@@ -8,6 +8,7 @@ import random
 import pytest
 
 from model_go.billing.ledger import InProcessLedger as Ledger
+from model_go.billing.ledger import Reservation
 from model_go.errors import InsufficientBalance
 
 
@@ -46,7 +47,7 @@ def test_random_interleavings_keep_the_books() -> None:
     rng = random.Random(7)
     ledger = Ledger()
     ledger.refresh({1: 10_000})
-    open_res = []
+    open_res: list[Reservation] = []
     charged = 0
     for i in range(5_000):
         if open_res and rng.random() < 0.5:

@@ -3,6 +3,8 @@ what a balance can pay for."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +16,7 @@ from model_go.billing.reservation import affordable_output, output_bound, prompt
 SPEC = ModelSpec(context_length=128_000, max_output_tokens=16_384, image_tokens=1_445)
 
 
-def _bound(body: dict[str, object], spec: ModelSpec = SPEC) -> int:
+def _bound(body: dict[str, Any], spec: ModelSpec = SPEC) -> int:
     return prompt_bound(body, len(orjson.dumps(body)), spec)
 
 
@@ -65,7 +67,7 @@ def test_the_bound_never_exceeds_the_context_window() -> None:
 
 @given(st.text(max_size=300), st.integers(min_value=0, max_value=3))
 def test_text_is_bounded_by_its_bytes(text: str, images: int) -> None:
-    content: list[object] = [{"type": "text", "text": text}] + [{"type": "image_url"}] * images
+    content: list[dict[str, str]] = [{"type": "text", "text": text}] + [{"type": "image_url"}] * images
     body = {"model": "m", "messages": [{"role": "user", "content": content}]}
     bound = _bound(body, ModelSpec(10**9, 1, 1_445))
     assert bound >= len(text.encode()) + images * 1_445

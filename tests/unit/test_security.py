@@ -44,4 +44,4 @@ def test_generated_secret_is_private_and_reused(tmp_path: Path) -> None:
 
 def test_short_configured_secret_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 32"):
-        Settings(data_dir=tmp_path, secret_key="short").master_secret()  # type: ignore[arg-type]
+        Settings(data_dir=tmp_path, secret_key="short").master_secret()

@@ -51,9 +51,10 @@ def test_an_unexpected_failure_mid_stream_ends_with_an_error_event() -> None:
         dialect=None,
     )
     translator = Translator()
+    # stand-ins for the request context and a translator that fails: only what the relay touches
     relay = _StreamRelay(ctx, translator, None, send)  # type: ignore[arg-type]
     resp = SimpleNamespace(content=Content())
-    asyncio.run(relay.run(resp, time.monotonic() + 30, 5.0, 30.0))  # type: ignore[arg-type]
+    asyncio.run(relay.run(resp, time.monotonic() + 30, 5.0, 30.0))
     bodies = b"".join(m["body"] for m in sent)
     assert b'"hi"' in bodies
     last = sent[-1]
