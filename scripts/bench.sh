@@ -34,6 +34,10 @@ echo "setting up a bench user, price and channel in $DATA"
 "$MG" price set mock-model --input 1 --output 2 >/dev/null
 "$MG" channel add bench-mock --provider openai --base-url http://127.0.0.1:18000/v1 --models mock-model \
   --api-key-stdin <<<"sk-bench-upstream" >/dev/null 2>&1
+# /v1/responses through a translated channel (an OpenAI-compatible preset): the same mock, the same model
+"$MG" price set mock-translated --input 1 --output 2 >/dev/null
+"$MG" channel add bench-translated --provider vllm --base-url http://127.0.0.1:18000/v1 \
+  --models mock-translated --model-map mock-translated=mock-model --api-key-stdin <<<"sk-bench-upstream" >/dev/null 2>&1
 KEY=$("$MG" key add bench --name bench 2>/dev/null | tail -n1)
 
 taskset -c 0 "$MG" serve >"$DATA/server.log" 2>&1 &
@@ -54,5 +58,33 @@ bash "$HARNESS/run.sh" "http://127.0.0.1:$PORT/v1/chat/completions" "$KEY" "$SER
 REPORT="$OUT/report.md"
 echo "full report: $REPORT"
 awk '/^## \(v\)/{p=1} /^## \(iv\)/{p=0} p' "$REPORT"
+# The Responses API row: the harness drives chat completions only, so wrk sends the same load (16
+# connections, closed loop) to /v1/chat/completions and to /v1/responses on a translated channel, one
+# after the other against the mock the harness leaves running; CPU is the server's own (from /proc).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+wrk_row() {  # name, path, body
+  local lua="$DATA/$1.lua" before after out rps
+  printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer %s"\n' "$3" "$KEY" >"$lua"
+  before=$(cpu_ticks)
+  out=$(taskset -c 1 wrk -t1 -c16 -d"${BENCH_DURATION:-6}"s -s "$lua" "http://127.0.0.1:$PORT$2" 2>&1)
+  after=$(cpu_ticks)
+  rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+  local total non2xx
+  total=$(awk '/requests in/{print $1}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/{print $5}' <<<"$out")
+  python3 -c "import sys; n=int(sys.argv[3]); t=(int(sys.argv[2])-int(sys.argv[1]))/100; print(f'| {sys.argv[4]} | {float(sys.argv[5]):.0f} | {t*1e6/max(n,1):.0f} | {sys.argv[6] or 0} |')" \
+    "$before" "$after" "$total" "$1" "$rps" "$non2xx"
+}
+# the harness stopped its mock upstream: start one (no delay) for these rows
+taskset -c 1 "$BENCH_HOME/venv-bench/bin/python" "$HARNESS/mock_upstream.py" --port 18000 --delay-ms 0 \
+  >"$DATA/mock.log" 2>&1 &
+MOCK_PID=$!
+for _ in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:18000/health && break; sleep 0.1; done
+echo
+echo "| endpoint (wrk, 16 connections) | req/s | server CPU µs/req | non-2xx |"
+echo "|---|---|---|---|"
+wrk_row chat /v1/chat/completions '{"model":"mock-model","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}'
+wrk_row responses /v1/responses '{"model":"mock-translated","max_output_tokens":16,"input":"hi"}'
+kill -TERM "$MOCK_PID" 2>/dev/null; wait "$MOCK_PID" 2>/dev/null || true
 ROWS=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz")
 echo "server healthy after the run: HTTP $ROWS"
