@@ -29,7 +29,7 @@ OVERHEAD_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
 NO_LABEL = "-"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RequestFigures:
     """One finished relay request, as the metrics count it."""
 
@@ -80,6 +80,23 @@ class _StateCollector(Collector):
             "Age of the oldest usage row not yet written (0 when none)",
             value=self.sources.flush_lag(),
         )
+
+
+class _Series:
+    """The children one kind of request updates."""
+
+    __slots__ = ("cached", "completion", "cost", "latency", "overhead", "prompt", "requests", "ttft")
+
+    def __init__(self, m: Metrics, f: RequestFigures) -> None:
+        channel = NO_LABEL if f.channel_id is None else str(f.channel_id)
+        self.requests = m.requests.labels(f.route, f.model, channel, str(f.status))
+        self.latency = m.latency.labels(f.route)
+        self.ttft = m.ttft.labels(f.route)
+        self.overhead = m.overhead.labels(f.route)
+        self.prompt = m.tokens.labels(f.model, "prompt")
+        self.completion = m.tokens.labels(f.model, "completion")
+        self.cached = m.tokens.labels(f.model, "cached")
+        self.cost = m.cost.labels(f.model)
 
 
 class Metrics:
@@ -133,28 +150,34 @@ class Metrics:
         )
         self._server: Any = None
         self._lock = threading.Lock()
+        # the labelled children of one (route, model, channel, status), looked up once: prometheus'
+        # labels() validates and locks on every call, a fifth of what a request's metrics cost
+        self._series: dict[tuple[str, str, int | None, int], _Series] = {}
 
     def watch(self, sources: Sources) -> None:
         self.registry.register(_StateCollector(sources))
 
     def request(self, f: RequestFigures) -> None:
-        channel = NO_LABEL if f.channel_id is None else str(f.channel_id)
-        self.requests.labels(f.route, f.model, channel, str(f.status)).inc()
-        self.latency.labels(f.route).observe(f.seconds)
+        key = (f.route, f.model, f.channel_id, f.status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(self, f)
+        series.requests.inc()
+        series.latency.observe(f.seconds)
         if f.ttft_seconds is not None:
-            self.ttft.labels(f.route).observe(f.ttft_seconds)
+            series.ttft.observe(f.ttft_seconds)
         if f.overhead_seconds is not None:
-            self.overhead.labels(f.route).observe(max(f.overhead_seconds, 0.0))
+            series.overhead.observe(max(f.overhead_seconds, 0.0))
         if f.rate_limited:
             self.rate_limited.labels(f.route).inc()
         if f.prompt_tokens:
-            self.tokens.labels(f.model, "prompt").inc(f.prompt_tokens)
+            series.prompt.inc(f.prompt_tokens)
         if f.completion_tokens:
-            self.tokens.labels(f.model, "completion").inc(f.completion_tokens)
+            series.completion.inc(f.completion_tokens)
         if f.cached_tokens:
-            self.tokens.labels(f.model, "cached").inc(f.cached_tokens)
+            series.cached.inc(f.cached_tokens)
         if f.cost_micros:
-            self.cost.labels(f.model).inc(f.cost_micros / 1_000_000)
+            series.cost.inc(f.cost_micros / 1_000_000)
 
     def attempt(self, channel_id: int, ok: bool) -> None:
         self.attempts.labels(str(channel_id), "ok" if ok else "failed").inc()

@@ -45,6 +45,7 @@ from model_go.errors import (
     PermissionDenied,
     UpstreamTimeout,
 )
+from model_go.observability.logs import ACCESS
 from model_go.observability.metrics import NO_LABEL, RequestFigures
 from model_go.observability.request_ids import new_request_id
 from model_go.providers import REGISTRY
@@ -219,7 +220,12 @@ class Relay:
                 else round(figures.overhead_seconds * 1000, 2),
             )
         log.info(
-            "%s %s %d %.1fms", request_id, scope["path"], status, seconds * 1000, extra={"fields": fields}
+            "%s %s %d %.1fms",
+            request_id,
+            scope["path"],
+            status,
+            seconds * 1000,
+            extra={"fields": fields, ACCESS: True},
         )
 
     async def _send_error(
