@@ -7,15 +7,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
 
 from model_go import __version__
 from model_go.web.headers import PAGE_HEADERS, StaticHeaders
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -77,7 +80,12 @@ def asset_url(relative: str) -> str:
     return f"/static/{relative}?v={asset_version(relative)}"
 
 
-def make_environment() -> Environment:
+@cache
+def environment() -> Environment:
+    """The templates, loaded when the first page is asked for: a server that only relays /v1 never
+    imports jinja2 (4 MiB of its memory)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(["html"]),
@@ -91,10 +99,9 @@ def make_environment() -> Environment:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _page_handler(env: Environment, page: Page) -> Handler:
-    template = env.get_template(page.template)
-
+def _page_handler(page: Page) -> Handler:
     async def render(request: Request) -> Response:
+        template = environment().get_template(page.template)  # compiled once, then cached by jinja2
         html = template.render(page=page, path_params=request.path_params, request_path=request.url.path)
         headers = {**PAGE_HEADERS, "Cache-Control": "no-store"}
         return HTMLResponse(html, headers=headers)
@@ -112,10 +119,9 @@ def _redirect_handler(target: str) -> Handler:
 
 
 def page_router() -> APIRouter:
-    env = make_environment()
     router = APIRouter(include_in_schema=False)
     for page in PAGES:
-        router.add_api_route(page.path, _page_handler(env, page), methods=["GET"], name=page.template)
+        router.add_api_route(page.path, _page_handler(page), methods=["GET"], name=page.template)
     for source, target in REDIRECTS.items():
         router.add_api_route(source, _redirect_handler(target), methods=["GET"])
     return router
@@ -127,9 +133,7 @@ NOT_FOUND = Page("", "auth/not_found.html", "Page not found", "public")
 def not_found_page() -> HTMLResponse:
     """The 404 a browser gets for an unknown page address (APIs keep their JSON 404)."""
     html = (
-        make_environment()
-        .get_template(NOT_FOUND.template)
-        .render(page=NOT_FOUND, path_params={}, request_path="")
+        environment().get_template(NOT_FOUND.template).render(page=NOT_FOUND, path_params={}, request_path="")
     )
     return HTMLResponse(html, status_code=404, headers={**PAGE_HEADERS, "Cache-Control": "no-store"})
 
