@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     default_concurrency: int = Field(default=0, ge=0)
     # comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (empty: none)
     trusted_proxies: str = ""
+    # rate-limit counters shared by every replica (relay/redis_limits.py); unset: in this process
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="modelgo:", min_length=1, max_length=64)
     log_level: str = "INFO"
     # json | text; unset: JSON when stderr is not a terminal (observability/logs.py)
     log_format: Literal["json", "text"] | None = None

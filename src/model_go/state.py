@@ -127,7 +127,7 @@ async def start(settings: Settings) -> AppState:
         http=http,
         transport=forward.Transport(http, LocalTransport()),
         ledger=ledger,
-        limiter=InProcessLimiter(),
+        limiter=_limiter(settings),
         usage=writer,
         health=Health(reporter=health_store),
         health_store=health_store,
@@ -153,10 +153,24 @@ async def start(settings: Settings) -> AppState:
     return state
 
 
+def _limiter(settings: Settings) -> Limiter:
+    """Rate limits counted in Redis when replicas share one (MODELGO_REDIS_URL), else here."""
+    if settings.redis_url:
+        from model_go.relay.redis_limits import RedisLimiter  # the redis client only when used
+
+        return RedisLimiter(settings.redis_url, settings.redis_prefix, settings.upstream_total_timeout)
+    return InProcessLimiter()
+
+
 def _start_tasks(state: AppState, accounts: AccountsRuntime) -> None:
     """Every background task, under the one supervisor; the final flushes run in this order."""
     settings, supervisor = state.settings, state.supervisor
     supervisor.start("watch-config", state.watch_config)
+    if settings.redis_url:
+        from model_go.relay.redis_limits import RedisLimiter
+
+        assert isinstance(state.limiter, RedisLimiter)
+        supervisor.start("rate-limit-settlements", state.limiter.run, state.limiter.flush)
     supervisor.start(
         "usage-writer", lambda: state.usage.run(settings.usage_flush_seconds), _flush_usage(state)
     )

@@ -72,6 +72,7 @@ class Admission:
     user: Limits
     tokens: int  # the estimate at admission (each scope charged it up to its whole allowance)
     headers: dict[str, str]  # OpenAI's x-ratelimit-* headers; never changed once made
+    ticket: str = ""  # a shared limiter's name for this request's concurrency slots
 
 
 # a request under no limit at all: nothing counted, nothing to settle, no headers
@@ -149,13 +150,7 @@ class InProcessLimiter:
             usage = scopes[scope_id] = _Usage(now, now)
         plan = _Plan(usage, limits, usage.requests_due, usage.tokens_due, 0)
         if limits.max_concurrency is not None and usage.inflight >= limits.max_concurrency:
-            _refuse(
-                plan,
-                now,
-                1.0,
-                "concurrency_limit_exceeded",
-                f"Too many concurrent requests: at most {limits.max_concurrency} at a time for this {who}.",
-            )
+            _refuse(plan, now, 1.0, "concurrency_limit_exceeded", refusal_message("concurrency", limits, who))
         if limits.rpm is not None:
             due = max(usage.requests_due, now) + WINDOW / limits.rpm
             if due - now > WINDOW + _EPSILON:  # over the allowance: refused, and not counted
@@ -164,7 +159,7 @@ class InProcessLimiter:
                     now,
                     due - now - WINDOW,
                     "rate_limit_exceeded",
-                    f"Rate limit reached: {limits.rpm} requests per minute for this {who}.",
+                    refusal_message("requests", limits, who),
                 )
             plan.requests_due = due
         if limits.tpm is not None:
@@ -176,7 +171,7 @@ class InProcessLimiter:
                     now,
                     due - now - WINDOW,
                     "rate_limit_exceeded",
-                    f"Rate limit reached: {limits.tpm} tokens per minute for this {who}.",
+                    refusal_message("tokens", limits, who),
                 )
             plan.tokens_due = due
         return plan
@@ -245,6 +240,14 @@ def _headers(plans: list[_Plan], now: float) -> dict[str, str]:
             headers[remaining_name] = str(tightest[1])
             headers[reset_name] = duration(tightest[2] - now)
     return headers
+
+
+def refusal_message(kind: str, limits: Limits, who: str) -> str:
+    """The 429's message for a `kind` of limit (concurrency, requests, tokens) of a key or a user."""
+    if kind == "concurrency":
+        return f"Too many concurrent requests: at most {limits.max_concurrency} at a time for this {who}."
+    per_minute = limits.rpm if kind == "requests" else limits.tpm
+    return f"Rate limit reached: {per_minute} {kind} per minute for this {who}."
 
 
 def _refuse(plan: _Plan, now: float, wait: float, code: str, message: str) -> NoReturn:

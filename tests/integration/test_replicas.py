@@ -1,0 +1,149 @@
+"""Two `model-go serve` replicas on one PostgreSQL database and one Redis (MODELGO_REDIS_URL): a
+key's requests-a-minute and concurrency limits hold across them, and a replica whose Redis is
+unreachable serves uncounted rather than failing.
+
+Replicas share the data directory, so they share the server secret (and append to one log)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import add_mock_channel
+from tests.support.gateway import Gateway, create_pg_database, drop_pg_database, postgres_available
+from tests.support.mock_openai import MockUpstream
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def replicas(upstream: MockUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Gateway]]:
+    if not postgres_available() or not redis_available():
+        pytest.fail(
+            "replicas need PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (.ci/run starts both)"
+        )
+    url = create_pg_database()
+    shared: Path = tmp_path_factory.mktemp("replicas")
+    env = {"MODELGO_REDIS_URL": REDIS_URL, "MODELGO_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:"}
+    first = Gateway(data_dir=shared, database_url=url, extra_env=dict(env))
+    second = Gateway(data_dir=shared, database_url=url, extra_env=dict(env))
+    add_mock_channel(first, upstream, ["gpt-mock", "mock-slow-stream"])
+    first.start()
+    second.start()
+    yield [first, second]
+    first.stop()
+    second.stop()
+    drop_pg_database(url)
+
+
+def limited_key(gw: Gateway, *options: str) -> str:
+    username, _, _ = gw.new_user("5")
+    return gw.cli("key", "add", username, *options).stdout.strip().splitlines()[-1]
+
+
+def chat(gw: Gateway, secret: str, model: str = "gpt-mock") -> httpx.Response:
+    body = {"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    return httpx.post(
+        gw.base_url + "/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=30,
+    )
+
+
+def test_requests_a_minute_hold_across_replicas(replicas: list[Gateway]) -> None:
+    first, second = replicas
+    secret = limited_key(first, "--rpm", "6")
+    for gw in replicas:
+        gw.wait_key_live(secret, timeout=10)
+    answers = [chat(replicas[i % 2], secret) for i in range(12)]
+    ok = [r for r in answers if r.status_code == 200]
+    refused = [r for r in answers if r.status_code == 429]
+    assert len(ok) == 6 and len(refused) == 6, [r.status_code for r in answers]
+    assert {r.url.port for r in ok} == {first.port, second.port}  # both replicas served some
+    assert {r.url.port for r in refused} == {first.port, second.port}  # and both refused some
+    for resp in refused:
+        assert int(resp.headers["retry-after"]) >= 1
+        assert resp.json()["error"]["code"] == "rate_limit_exceeded"
+        assert resp.headers["x-ratelimit-limit-requests"] == "6"
+    assert ok[-1].headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_concurrency_holds_across_replicas_and_slots_come_back(replicas: list[Gateway]) -> None:
+    first, second = replicas
+    secret = limited_key(first, "--max-concurrency", "2")
+    for gw in replicas:
+        gw.wait_key_live(secret, timeout=10)
+    started = threading.Barrier(3)
+    statuses: list[int] = []
+
+    def stream() -> None:
+        body = {
+            "model": "mock-slow-stream",
+            "stream": True,
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "hold"}],
+        }
+        with httpx.stream(
+            "POST",
+            first.base_url + "/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=30,
+        ) as resp:
+            statuses.append(resp.status_code)
+            lines = resp.iter_lines()
+            next(lines)  # the first chunk: the request holds its slot now
+            started.wait(10)
+            for _ in lines:
+                pass
+
+    holders = [threading.Thread(target=stream) for _ in range(2)]
+    for t in holders:
+        t.start()
+    started.wait(10)
+    third = chat(second, secret)  # the other replica sees both slots taken
+    assert third.status_code == 429 and third.json()["error"]["code"] == "concurrency_limit_exceeded"
+    for t in holders:
+        t.join(30)
+    assert statuses == [200, 200]
+    # both streams ended on the first replica: their slots are back for the second one
+    deadline_answers = []
+    for _ in range(20):
+        answer = chat(second, secret)
+        deadline_answers.append(answer.status_code)
+        if answer.status_code == 200:
+            break
+        threading.Event().wait(0.1)
+    assert deadline_answers[-1] == 200, deadline_answers
+
+
+def test_unreachable_redis_serves_uncounted(upstream: MockUpstream, tmp_path: Path) -> None:
+    url = create_pg_database()
+    gw = Gateway(
+        data_dir=tmp_path, database_url=url, extra_env={"MODELGO_REDIS_URL": "redis://127.0.0.1:1/0"}
+    )
+    add_mock_channel(gw, upstream, ["gpt-mock"])
+    gw.start()
+    try:
+        secret = limited_key(gw, "--rpm", "1")
+        gw.wait_key_live(secret, timeout=10)
+        assert [chat(gw, secret).status_code for _ in range(3)] == [200, 200, 200]
+        assert "Redis is unreachable" in gw.output()
+    finally:
+        gw.stop()
+        drop_pg_database(url)
