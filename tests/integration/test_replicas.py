@@ -1,12 +1,16 @@
 """Two `model-go serve` replicas on one PostgreSQL database and one Redis (MODELGO_REDIS_URL): a
-key's requests-a-minute and concurrency limits hold across them, and a replica whose Redis is
-unreachable serves uncounted rather than failing.
+key's requests-a-minute and concurrency limits hold across them; a key made through one works on
+the other at once and its revocation reaches the other within a second; a SIGKILL of one replica
+under load leaves a ledger that verifies; and a replica whose Redis is unreachable serves uncounted
+rather than failing.
 
 Replicas share the data directory, so they share the server secret (and append to one log)."""
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.billing.ledger_checks import ledger_verify
 from tests.conftest import add_mock_channel
 from tests.support.gateway import Gateway, create_pg_database, drop_pg_database, postgres_available
 from tests.support.mock_openai import MockUpstream
@@ -128,7 +133,7 @@ def test_concurrency_holds_across_replicas_and_slots_come_back(replicas: list[Ga
         deadline_answers.append(answer.status_code)
         if answer.status_code == 200:
             break
-        threading.Event().wait(0.1)
+        time.sleep(0.1)
     assert deadline_answers[-1] == 200, deadline_answers
 
 
@@ -147,3 +152,68 @@ def test_unreachable_redis_serves_uncounted(upstream: MockUpstream, tmp_path: Pa
     finally:
         gw.stop()
         drop_pg_database(url)
+
+
+def test_a_key_made_on_one_replica_works_on_the_other_and_its_revocation_follows(
+    replicas: list[Gateway],
+) -> None:
+    first, second = replicas
+    _, owner, _ = first.new_user("5")
+    made = httpx.post(
+        first.base_url + "/api/keys",
+        json={"name": "made on the first"},
+        headers={"Authorization": f"Bearer {owner}"},
+    )
+    assert made.status_code == 201, made.text
+    secret, key_id = made.json()["secret"], made.json()["id"]
+    assert chat(second, secret).status_code == 200  # at once: the other replica looks it up once
+
+    gone = httpx.delete(first.base_url + f"/api/keys/{key_id}", headers={"Authorization": f"Bearer {owner}"})
+    assert gone.status_code == 204, gone.text
+    revoked_at = time.monotonic()
+    while chat(second, secret).status_code == 200:
+        assert time.monotonic() - revoked_at < 1.0, "the other replica still took the revoked key after 1 s"
+        time.sleep(0.05)
+    refused = chat(second, secret)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_sigkill_of_one_replica_under_load_leaves_a_ledger_that_verifies(replicas: list[Gateway]) -> None:
+    first, second = replicas
+    secrets_ = [first.new_user("5")[1] for _ in range(3)]
+    stop = threading.Event()
+    answered = {first.port: 0, second.port: 0}
+
+    def load(gw: Gateway, secret: str) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    body = {
+                        "model": "gpt-mock",
+                        "max_tokens": 8,
+                        "messages": [{"role": "user", "content": "x"}],
+                    }
+                    resp = client.post(
+                        gw.base_url + "/v1/chat/completions",
+                        json=body,
+                        headers={"Authorization": f"Bearer {secret}"},
+                    )
+                except httpx.HTTPError:
+                    continue
+                if resp.status_code == 200:
+                    answered[gw.port] += 1
+
+    workers = [threading.Thread(target=load, args=(gw, s)) for gw in replicas for s in secrets_]
+    for t in workers:
+        t.start()
+    time.sleep(1.5)
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    time.sleep(0.5)  # the survivor keeps serving, then flushes its usage
+    stop.set()
+    for t in workers:
+        t.join(15)
+    assert answered[first.port] > 0 and answered[second.port] > 0, answered
+    time.sleep(1.0)  # two flush intervals of the survivor
+    code, report = ledger_verify(second)
+    assert code == 0, report
+    first.start()  # for the module's other tests
