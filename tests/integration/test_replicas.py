@@ -217,3 +217,20 @@ def test_sigkill_of_one_replica_under_load_leaves_a_ledger_that_verifies(replica
     code, report = ledger_verify(second)
     assert code == 0, report
     first.start()  # for the module's other tests
+
+
+def test_sign_in_failures_count_across_replicas(replicas: list[Gateway]) -> None:
+    """Five failures for one account (the default) lock it, however they are spread over replicas."""
+    first, second = replicas
+    name = "throttled-" + uuid.uuid4().hex[:8]
+    first.cli(
+        "user", "add", name, "--email", f"{name}@example.com", "--password-stdin", input="a-good-password-1\n"
+    )
+
+    def login(gw: Gateway, password: str) -> int:
+        body = {"login": name, "password": password}
+        return httpx.post(gw.base_url + "/api/auth/login", json=body, timeout=30).status_code
+
+    assert [login(replicas[i % 2], "wrong password!!") for i in range(5)] == [401] * 5
+    assert login(first, "wrong password!!") == 429
+    assert login(second, "a-good-password-1") == 429  # locked for this address on every replica

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -199,21 +200,21 @@ def test_username_and_email_are_one_bucket(gw: Gateway, mailbox: MailBox) -> Non
     assert _login(gw, user["email"], "wrong password!!") == 429  # 3 failures of one account, not 2 + 1
 
 
-def test_a_stranger_cannot_lock_the_owner_out() -> None:
+async def test_a_stranger_cannot_lock_the_owner_out() -> None:
     throttle = LoginThrottle(per_account=3, per_ip=100, window_seconds=60, per_account_global=20)
-    throttle.check("u:1", "owner-ip")
-    throttle.succeeded("u:1", "owner-ip")
+    await throttle.check("u:1", "owner-ip")
+    await throttle.succeeded("u:1", "owner-ip")
     for _ in range(3):
-        throttle.failed("u:1", "stranger")
+        await throttle.failed("u:1", "stranger")
     with pytest.raises(RateLimited):
-        throttle.check("u:1", "stranger")  # the guesser is locked
-    throttle.check("u:1", "owner-ip")  # the owner is not
-    throttle.check("u:1", "new-device")  # nor a new device of the owner's
+        await throttle.check("u:1", "stranger")  # the guesser is locked
+    await throttle.check("u:1", "owner-ip")  # the owner is not
+    await throttle.check("u:1", "new-device")  # nor a new device of the owner's
     for i in range(20):  # a botnet: many addresses, a few guesses each
-        throttle.failed("u:1", f"bot-{i}")
+        await throttle.failed("u:1", f"bot-{i}")
     with pytest.raises(RateLimited):
-        throttle.check("u:1", "bot-99")  # the account locks for unknown addresses
-    throttle.check("u:1", "owner-ip")  # but never for an address the owner signed in from
+        await throttle.check("u:1", "bot-99")  # the account locks for unknown addresses
+    await throttle.check("u:1", "owner-ip")  # but never for an address the owner signed in from
 
 
 # -- class 8: no usable link at rest; unsent mail expires -----------------------------------------
@@ -261,3 +262,26 @@ def test_nothing_queued_names_a_deleted_user(quiet_gw: Gateway) -> None:
         assert username not in f"{row.subject} {row.body} {row.to_addr}"
     staff = [r for r in _outbox(quiet_gw) if r.kind == "ticket_staff"]
     assert staff and f"#{ticket.json()['id']}" in staff[-1].body
+
+
+async def test_the_shared_failure_store_keeps_the_same_rules() -> None:
+    """The stranger-and-owner rules above, with failures kept in the Redis replicas share."""
+    from model_go.accounts.throttle_redis import RedisFailures
+
+    store = RedisFailures("redis://127.0.0.1:6379/0", f"test-{uuid.uuid4().hex[:8]}:", 60)
+    throttle = LoginThrottle(per_account=3, per_ip=100, window_seconds=60, per_account_global=20, store=store)
+    await throttle.check("u:1", "owner-ip")
+    await throttle.succeeded("u:1", "owner-ip")
+    for _ in range(3):
+        await throttle.failed("u:1", "stranger")
+    with pytest.raises(RateLimited) as refused:
+        await throttle.check("u:1", "stranger")
+    assert 1 <= int(refused.value.headers["Retry-After"]) <= 60
+    await throttle.check("u:1", "owner-ip")
+    for i in range(20):
+        await throttle.failed("u:1", f"bot-{i}")
+    with pytest.raises(RateLimited):
+        await throttle.check("u:1", "bot-99")
+    await throttle.check("u:1", "owner-ip")
+    assert await store.redis.exists(store.prefix + "p:u:1|stranger") == 1  # kept in Redis, not here
+    await store.redis.aclose()

@@ -30,12 +30,12 @@ async def authenticate(
         row = await repo.user_by_login(conn, login)
     # one bucket per account, whichever of its names (username, email) was typed
     account = f"u:{row.id}" if row is not None else f"l:{login.strip().lower()}"
-    rt.throttle.check(account, ip)
+    await rt.throttle.check(account, ip)
     if not await check_password(rt, row, password):
-        rt.throttle.failed(account, ip)
+        await rt.throttle.failed(account, ip)
         raise AuthenticationFailed(BAD_LOGIN, code="invalid_credentials")
     assert row is not None
-    rt.throttle.succeeded(account, ip)
+    await rt.throttle.succeeded(account, ip)
     if row.disabled:
         raise PermissionDenied("This account is disabled. Contact support.", code="account_disabled")
     if row.email_verified_at is None:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from model_go.accounts.crypto import CsrfSigner
 from model_go.accounts.sessions import CookiePolicy
-from model_go.accounts.throttle import LoginThrottle, RateLimits
+from model_go.accounts.throttle import FailureStore, LoginThrottle, RateLimits
 from model_go.mail.sender import OutboxSender
 from model_go.passwords import hash_password
 from model_go.settings import Settings
@@ -44,6 +44,15 @@ class AccountsRuntime:
         return self.settings.public_url
 
 
+def _failure_store(settings: Settings) -> FailureStore | None:
+    """Sign-in failures shared through Redis when replicas share one (MODELGO_REDIS_URL)."""
+    if not settings.redis_url:
+        return None  # this process's memory
+    from model_go.accounts.throttle_redis import RedisFailures  # the redis client only when used
+
+    return RedisFailures(settings.redis_url, settings.redis_prefix, settings.login_throttle_window_seconds)
+
+
 async def build(settings: Settings, master: bytes, sender: OutboxSender) -> AccountsRuntime:
     return AccountsRuntime(
         settings=settings,
@@ -53,6 +62,7 @@ async def build(settings: Settings, master: bytes, sender: OutboxSender) -> Acco
             per_ip=settings.login_max_failures_per_ip,
             window_seconds=settings.login_throttle_window_seconds,
             per_account_global=settings.login_max_failures_per_account_global,
+            store=_failure_store(settings),
         ),
         mail_limits=RateLimits(settings.mail_rate_window_seconds),
         cookies=CookiePolicy(insecure=settings.insecure_cookies, max_age=settings.session_ttl_hours * 3600),

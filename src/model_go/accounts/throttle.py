@@ -1,4 +1,5 @@
-"""Login throttling and mail-sending rate limits, in process.
+"""Login throttling and mail-sending rate limits. Sign-in failures are kept in this process, or in
+the Redis replicas share (MODELGO_REDIS_URL, accounts/throttle_redis.py); mail limits in process.
 
 Logins: only failures count, per ACCOUNT (a username and an email address of one account are one
 bucket; a login that names no account is its own bucket). Following OWASP's authentication cheat
@@ -23,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict, defaultdict, deque
+from typing import Protocol
 
 from model_go.errors import RateLimited
 
@@ -68,40 +70,88 @@ def _refuse(message: str, code: str, waits: list[float]) -> RateLimited:
     )
 
 
-class LoginThrottle:
-    def __init__(
-        self, *, per_account: int, per_ip: int, window_seconds: float, per_account_global: int | None = None
-    ) -> None:
-        self.per_account = per_account
-        self.per_ip = per_ip
-        self.per_account_global = per_account_global or per_account * 10
+class FailureStore(Protocol):
+    """Where sign-in failures and trusted addresses are kept: this process (MemoryFailures) or a
+    Redis every replica shares (accounts/throttle_redis.py)."""
+
+    async def wait(self, checks: list[tuple[str, int]]) -> list[float]:
+        """Seconds until each (identifier, limit) that is at its limit is under it again."""
+        ...
+
+    async def add(self, idents: list[str]) -> None: ...
+
+    async def clear(self, ident: str) -> None: ...
+
+    async def trusted(self, account: str, ip: str) -> bool:
+        """Whether the account's owner signed in from this address before."""
+        ...
+
+    async def trust(self, account: str, ip: str) -> None: ...
+
+
+class MemoryFailures:
+    """The failures of this process: sliding windows, and the last TRUSTED_PER_ACCOUNT addresses of
+    up to TRUSTED_ACCOUNTS accounts."""
+
+    def __init__(self, window_seconds: float) -> None:
         self._failures = Window(window_seconds)
         self._trusted: OrderedDict[str, list[str]] = OrderedDict()
 
-    def check(self, account: str, ip: str) -> None:
-        """Raise RateLimited (with Retry-After) while this account+address, the address, or (for
-        an address never used by the owner) the account as a whole is locked."""
+    async def wait(self, checks: list[tuple[str, int]]) -> list[float]:
         now = time.monotonic()
-        limits = [(f"p:{account}|{ip}", self.per_account), (f"i:{ip}", self.per_ip)]
-        if ip not in self._trusted.get(account, ()):
-            limits.append((f"a:{account}", self.per_account_global))
-        waits = [w for ident, limit in limits if (w := self._failures.wait(ident, limit, now)) is not None]
-        if waits:
-            raise _refuse("Too many failed sign-in attempts.", "login_throttled", waits)
+        return [w for ident, limit in checks if (w := self._failures.wait(ident, limit, now)) is not None]
 
-    def failed(self, account: str, ip: str) -> None:
+    async def add(self, idents: list[str]) -> None:
         now = time.monotonic()
-        for ident in (f"p:{account}|{ip}", f"i:{ip}", f"a:{account}"):
+        for ident in idents:
             self._failures.add(ident, now)
 
-    def succeeded(self, account: str, ip: str) -> None:
-        self._failures.clear(f"p:{account}|{ip}")
+    async def clear(self, ident: str) -> None:
+        self._failures.clear(ident)
+
+    async def trusted(self, account: str, ip: str) -> bool:
+        return ip in self._trusted.get(account, ())
+
+    async def trust(self, account: str, ip: str) -> None:
         trusted = self._trusted.pop(account, [])
         if ip not in trusted:
             trusted = [*trusted, ip][-TRUSTED_PER_ACCOUNT:]
         self._trusted[account] = trusted
         while len(self._trusted) > TRUSTED_ACCOUNTS:
             self._trusted.popitem(last=False)
+
+
+class LoginThrottle:
+    def __init__(
+        self,
+        *,
+        per_account: int,
+        per_ip: int,
+        window_seconds: float,
+        per_account_global: int | None = None,
+        store: FailureStore | None = None,
+    ) -> None:
+        self.per_account = per_account
+        self.per_ip = per_ip
+        self.per_account_global = per_account_global or per_account * 10
+        self.store: FailureStore = store or MemoryFailures(window_seconds)
+
+    async def check(self, account: str, ip: str) -> None:
+        """Raise RateLimited (with Retry-After) while this account+address, the address, or (for
+        an address never used by the owner) the account as a whole is locked."""
+        limits = [(f"p:{account}|{ip}", self.per_account), (f"i:{ip}", self.per_ip)]
+        if not await self.store.trusted(account, ip):
+            limits.append((f"a:{account}", self.per_account_global))
+        waits = await self.store.wait(limits)
+        if waits:
+            raise _refuse("Too many failed sign-in attempts.", "login_throttled", waits)
+
+    async def failed(self, account: str, ip: str) -> None:
+        await self.store.add([f"p:{account}|{ip}", f"i:{ip}", f"a:{account}"])
+
+    async def succeeded(self, account: str, ip: str) -> None:
+        await self.store.clear(f"p:{account}|{ip}")
+        await self.store.trust(account, ip)
 
 
 class RateLimits:

@@ -1,0 +1,119 @@
+"""Sign-in failures kept in the Redis every replica shares (MODELGO_REDIS_URL), so a guesser cannot
+spread attempts over replicas: each identifier's failures are a sorted set of timestamps (Redis's
+clock) trimmed to the window; each account's trusted addresses a sorted set of its last
+TRUSTED_PER_ACCOUNT. One script a call, atomic.
+
+When Redis cannot be reached, the store falls back to this process's memory (logged at most every
+10 s): each replica still throttles what it sees, and nothing is let through unthrottled.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from model_go.accounts.throttle import TRUSTED_PER_ACCOUNT, MemoryFailures
+
+log = logging.getLogger("model_go.accounts")
+
+# KEYS: one sorted set per identifier. ARGV: window, then each identifier's limit. Reply: the waits
+# (seconds, as strings) of those at their limit.
+WAIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local window = tonumber(ARGV[1])
+local waits = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local limit = tonumber(ARGV[1 + i])
+  local n = redis.call('ZCARD', key)
+  if n >= limit then
+    local oldest = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
+    waits[#waits + 1] = string.format('%.3f', tonumber(oldest[2]) + window - now)
+  end
+end
+return waits
+"""
+
+# KEYS: the identifiers' sorted sets. ARGV: window, a unique member.
+ADD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[2])
+  redis.call('PEXPIRE', key, math.floor(tonumber(ARGV[1]) * 1000) + 1000)
+end
+return 1
+"""
+
+# KEYS: the account's trusted addresses. ARGV: the address, how many to keep.
+TRUST = """
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(t[1]), ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+return 1
+"""
+
+UNREACHABLE_LOG_SECONDS = 10.0
+
+
+class RedisFailures:
+    def __init__(self, url: str, prefix: str, window_seconds: float) -> None:
+        self.redis: Redis = Redis.from_url(
+            url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
+        )
+        self.prefix = prefix + "login:"
+        self.window = window_seconds
+        self.fallback = MemoryFailures(window_seconds)
+        self._wait = self.redis.register_script(WAIT)
+        self._add = self.redis.register_script(ADD)
+        self._trust = self.redis.register_script(TRUST)
+        self._last_complaint = 0.0
+
+    async def wait(self, checks: list[tuple[str, int]]) -> list[float]:
+        try:
+            keys = [self.prefix + ident for ident, _ in checks]
+            waits = await self._wait(keys=keys, args=[self.window, *(limit for _, limit in checks)])
+            return [float(w) for w in waits]
+        except (RedisError, OSError):
+            self._complain()
+            return await self.fallback.wait(checks)
+
+    async def add(self, idents: list[str]) -> None:
+        try:
+            member = f"{time.time():.6f}:{secrets.token_hex(4)}"  # distinct failures at one instant
+            await self._add(keys=[self.prefix + i for i in idents], args=[self.window, member])
+        except (RedisError, OSError):
+            self._complain()
+            await self.fallback.add(idents)
+
+    async def clear(self, ident: str) -> None:
+        try:
+            await self.redis.delete(self.prefix + ident)
+        except (RedisError, OSError):
+            self._complain()
+        await self.fallback.clear(ident)
+
+    async def trusted(self, account: str, ip: str) -> bool:
+        try:
+            return await self.redis.zscore(self.prefix + "trusted:" + account, ip) is not None
+        except (RedisError, OSError):
+            self._complain()
+            return await self.fallback.trusted(account, ip)
+
+    async def trust(self, account: str, ip: str) -> None:
+        try:
+            await self._trust(keys=[self.prefix + "trusted:" + account], args=[ip, TRUSTED_PER_ACCOUNT])
+        except (RedisError, OSError):
+            self._complain()
+        await self.fallback.trust(account, ip)
+
+    def _complain(self) -> None:
+        now = time.monotonic()
+        if now - self._last_complaint >= UNREACHABLE_LOG_SECONDS:
+            self._last_complaint = now
+            log.warning("Redis is unreachable: sign-in failures are counted in this process until it is back")
