@@ -13,12 +13,11 @@ from typing import Annotated, TypeVar
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from model_go.billing.money import micros_to_usd, parse_usd
-from model_go.cli.common import progress_on_stderr
+from model_go.cli.common import err, fail, out, progress_on_stderr
 from model_go.errors import GatewayError, RepoError
 from model_go.security import KeyRing
 from model_go.services import billing, codes, database, users
@@ -27,18 +26,11 @@ from model_go.settings import Settings
 T = TypeVar("T")
 ledger_app = typer.Typer(help="Check the ledger against balances and usage.", no_args_is_help=True)
 code_app = typer.Typer(help="Redemption codes.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
 
 Note = Annotated[str, typer.Option(help="The reason, kept on the ledger entry.")]
 By = Annotated[
     str | None, typer.Option("--by", help="Username of the administrator acting (kept on the entry).")
 ]
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(1)
 
 
 def _run(work: Callable[[AsyncEngine, KeyRing, Settings], Awaitable[T]]) -> T:
@@ -52,16 +44,16 @@ def _run(work: Callable[[AsyncEngine, KeyRing, Settings], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except (RepoError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except GatewayError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
 
 
 def _amount(text: str) -> int:
     try:
         return parse_usd(text)
     except GatewayError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
 
 
 async def _user_ids(engine: AsyncEngine, username: str, by: str | None) -> tuple[int, int | None]:
@@ -163,7 +155,7 @@ def code_create(
     try:
         expires_at = datetime.fromisoformat(expires) if expires else None
     except ValueError:
-        raise _fail("--expires: not an ISO 8601 time, e.g. 2027-01-31T00:00:00Z") from None
+        raise fail("--expires: not an ISO 8601 time, e.g. 2027-01-31T00:00:00Z") from None
 
     async def work(engine: AsyncEngine, keyring: KeyRing, _s: Settings) -> codes.NewBatch:
         return await codes.create_batch(
