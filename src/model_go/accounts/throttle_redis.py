@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from model_go.accounts.throttle import TRUSTED_PER_ACCOUNT, MemoryFailures
+from model_go.observability.logs import Occasional
 
 log = logging.getLogger("model_go.accounts")
 
@@ -58,8 +59,6 @@ redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
 return 1
 """
 
-UNREACHABLE_LOG_SECONDS = 10.0
-
 
 class RedisFailures:
     def __init__(self, url: str, prefix: str, window_seconds: float) -> None:
@@ -72,7 +71,9 @@ class RedisFailures:
         self._wait = self.redis.register_script(WAIT)
         self._add = self.redis.register_script(ADD)
         self._trust = self.redis.register_script(TRUST)
-        self._last_complaint = 0.0
+        self._complain = Occasional(
+            log, "Redis is unreachable: sign-in failures are counted in this process until it is back"
+        )
 
     async def wait(self, checks: list[tuple[str, int]]) -> list[float]:
         try:
@@ -111,9 +112,3 @@ class RedisFailures:
         except (RedisError, OSError):
             self._complain()
         await self.fallback.trust(account, ip)
-
-    def _complain(self) -> None:
-        now = time.monotonic()
-        if now - self._last_complaint >= UNREACHABLE_LOG_SECONDS:
-            self._last_complaint = now
-            log.warning("Redis is unreachable: sign-in failures are counted in this process until it is back")

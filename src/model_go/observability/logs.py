@@ -117,3 +117,18 @@ class JsonFormatter(logging.Formatter):
             # tracebacks name code and types; request data lives only in local variables
             line["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
+
+
+class Occasional:
+    """A warning logged at most once every `seconds`: a dependency that stays down (Redis, say) is
+    reported, not repeated on every request."""
+
+    def __init__(self, logger: logging.Logger, message: str, seconds: float = 10.0) -> None:
+        self.logger, self.message, self.seconds = logger, message, seconds
+        self._last = -seconds
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.seconds:
+            self._last = now
+            self.logger.warning(self.message)

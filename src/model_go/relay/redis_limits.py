@@ -21,12 +21,12 @@ import contextlib
 import itertools
 import logging
 import secrets
-import time
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from model_go.observability.logs import Occasional
 from model_go.relay.limits import (
     UNLIMITED,
     WINDOW,
@@ -110,8 +110,6 @@ end
 return 1
 """
 
-UNREACHABLE_LOG_SECONDS = 10.0
-
 
 class RedisLimiter:
     def __init__(self, url: str, prefix: str, slot_seconds: float) -> None:
@@ -125,7 +123,7 @@ class RedisLimiter:
         self._queue: asyncio.Queue[tuple[list[str], list[str]]] = asyncio.Queue()
         self._tickets = itertools.count(1)
         self._ticket_prefix = secrets.token_hex(4)
-        self._last_complaint = 0.0
+        self._complain = Occasional(log, "Redis is unreachable: rate limits are not counted until it is back")
 
     def _keys(self, key_id: int, key: Limits, user_id: int, user: Limits) -> list[tuple[str, Limits]]:
         scopes = []
@@ -196,9 +194,3 @@ class RedisLimiter:
             await self._settle(keys=keys, args=args)
         except (RedisError, OSError):
             self._complain()  # the slot lapses on its own after slot_seconds
-
-    def _complain(self) -> None:
-        now = time.monotonic()
-        if now - self._last_complaint >= UNREACHABLE_LOG_SECONDS:
-            self._last_complaint = now
-            log.warning("Redis is unreachable: rate limits are not counted until it is back")
