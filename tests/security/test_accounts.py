@@ -268,7 +268,7 @@ async def test_the_shared_failure_store_keeps_the_same_rules() -> None:
     """The stranger-and-owner rules above, with failures kept in the Redis replicas share."""
     from model_go.accounts.throttle_redis import RedisFailures
 
-    store = RedisFailures("redis://127.0.0.1:6379/0", f"test-{uuid.uuid4().hex[:8]}:", 60)
+    store = RedisFailures("redis://127.0.0.1:6379/0", f"test-{uuid.uuid4().hex[:8]}:", 60, 90 * 86_400)
     throttle = LoginThrottle(per_account=3, per_ip=100, window_seconds=60, per_account_global=20, store=store)
     await throttle.check("u:1", "owner-ip")
     await throttle.succeeded("u:1", "owner-ip")
@@ -284,4 +284,6 @@ async def test_the_shared_failure_store_keeps_the_same_rules() -> None:
         await throttle.check("u:1", "bot-99")
     await throttle.check("u:1", "owner-ip")
     assert await store.redis.exists(store.prefix + "p:u:1|stranger") == 1  # kept in Redis, not here
+    # an address is personal data: the trusted ones expire with the usage retention, 90 days at most
+    assert 0 < await store.redis.ttl(store.prefix + "trusted:u:1") <= 90 * 86_400
     await store.redis.aclose()

@@ -50,7 +50,12 @@ def _failure_store(settings: Settings) -> FailureStore | None:
         return None  # this process's memory
     from model_go.accounts.throttle_redis import RedisFailures  # the redis client only when used
 
-    return RedisFailures(settings.redis_url, settings.redis_prefix, settings.login_throttle_window_seconds)
+    return RedisFailures(
+        settings.redis_url,
+        settings.redis_prefix,
+        settings.login_throttle_window_seconds,
+        keep_addresses_seconds=settings.usage_retention_days * 86_400,
+    )
 
 
 async def build(settings: Settings, master: bytes, sender: OutboxSender) -> AccountsRuntime:

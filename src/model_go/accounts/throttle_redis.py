@@ -51,22 +51,27 @@ end
 return 1
 """
 
-# KEYS: the account's trusted addresses. ARGV: the address, how many to keep.
+# KEYS: the account's trusted addresses. ARGV: the address, how many to keep, for how many seconds
+# (addresses are personal data: none outlives the usage retention).
 TRUST = """
 local t = redis.call('TIME')
-redis.call('ZADD', KEYS[1], tonumber(t[1]), ARGV[1])
+local now, keep = tonumber(t[1]), tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - keep)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+redis.call('EXPIRE', KEYS[1], keep)
 return 1
 """
 
 
 class RedisFailures:
-    def __init__(self, url: str, prefix: str, window_seconds: float) -> None:
+    def __init__(self, url: str, prefix: str, window_seconds: float, keep_addresses_seconds: int) -> None:
         self.redis: Redis = Redis.from_url(
             url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
         )
         self.prefix = prefix + "login:"
         self.window = window_seconds
+        self.keep_addresses = keep_addresses_seconds
         self.fallback = MemoryFailures(window_seconds)
         self._wait = self.redis.register_script(WAIT)
         self._add = self.redis.register_script(ADD)
@@ -108,7 +113,9 @@ class RedisFailures:
 
     async def trust(self, account: str, ip: str) -> None:
         try:
-            await self._trust(keys=[self.prefix + "trusted:" + account], args=[ip, TRUSTED_PER_ACCOUNT])
+            await self._trust(
+                keys=[self.prefix + "trusted:" + account], args=[ip, TRUSTED_PER_ACCOUNT, self.keep_addresses]
+            )
         except (RedisError, OSError):
             self._complain()
         await self.fallback.trust(account, ip)
