@@ -13,6 +13,7 @@
     ├── RateLimited                   429 rate_limit_error        (Retry-After)
     ├── HeadersTooLarge               431 invalid_request_error
     ├── ServerBusy                    503 api_error               (the connection cap is reached)
+    ├── BalanceUnavailable            503 api_error               (the shared ledger is unreachable)
     └── UpstreamError                 502 upstream_error
         ├── UpstreamUnavailable       503
         └── UpstreamTimeout           504
@@ -135,6 +136,21 @@ class ServerBusy(GatewayError):
     status = 503
     type = "api_error"
     code = "server_busy"
+
+
+class BalanceUnavailable(GatewayError):
+    """Replicas keep balances in Redis; while it cannot be reached no request can be paid for."""
+
+    status = 503
+    type = "api_error"
+    code = "balance_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Balances cannot be checked for a moment, so nothing was sent upstream and nothing was"
+            " charged. Retry shortly.",
+            headers={"Retry-After": "1"},
+        )
 
 
 class UpstreamError(GatewayError):

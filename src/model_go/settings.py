@@ -54,9 +54,12 @@ class Settings(BaseSettings):
     default_concurrency: int = Field(default=0, ge=0)
     # comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (empty: none)
     trusted_proxies: str = ""
-    # rate-limit counters shared by every replica (relay/redis_limits.py); unset: in this process
+    # balances, rate-limit counters and sign-in failures shared by every replica
+    # (billing/redis_ledger.py, relay/redis_limits.py, accounts/throttle_redis.py); unset: in this process
     redis_url: str | None = None
     redis_prefix: str = Field(default="modelgo:", min_length=1, max_length=64)
+    # a replica silent this long is taken for dead: its holds on balances are released
+    replica_dead_seconds: float = Field(default=10.0, ge=2.0, le=600.0)
     log_level: str = "INFO"
     # json | text; unset: JSON when stderr is not a terminal (observability/logs.py)
     log_format: Literal["json", "text"] | None = None

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,7 +20,7 @@ from model_go.accounts.runtime import AccountsRuntime
 from model_go.accounts.runtime import build as build_accounts
 from model_go.billing.budgets import BudgetTracker
 from model_go.billing.budgets import refresh as refresh_budgets
-from model_go.billing.ledger import InProcessLedger, Ledger
+from model_go.billing.ledger import Balance, InProcessLedger, Ledger
 from model_go.mail.sender import OutboxSender
 from model_go.mail.smtp import SmtpMailer
 from model_go.observability.metrics import Metrics, Sources
@@ -35,12 +36,15 @@ from model_go.relay.snapshot import Snapshot, load
 from model_go.security import KeyRing
 from model_go.services import low_balance
 from model_go.settings import Settings
-from model_go.storage import repo
+from model_go.storage import repo, snapshot_repo
 from model_go.storage.db import make_engine, prepare
 from model_go.supervisor import Supervisor
 from model_go.usage import retention
 from model_go.usage.writer import UsageWriter
 from model_go.wire.client_ip import TrustedProxies
+
+if TYPE_CHECKING:
+    from model_go.billing.redis_ledger import RedisLedger
 
 log = logging.getLogger("model_go.state")
 
@@ -82,7 +86,7 @@ class AppState:
                 max_concurrency=settings.default_concurrency or None,
             )
             snapshot, balances = await load(conn, self.keyring, settings.default_max_output_tokens, defaults)
-            self.ledger.refresh(balances)
+            await self.ledger.refresh(balances)
             await refresh_budgets(self.budgets, conn)
             self.snapshot = snapshot
 
@@ -110,9 +114,11 @@ class AppState:
 async def start(settings: Settings) -> AppState:
     engine = make_engine(settings.resolved_database_url())
     await prepare(engine, settings.auto_migrate)
-    ledger = InProcessLedger()
+    ledger = _ledger(settings, engine)
     lock = asyncio.Lock()
     writer = UsageWriter(engine, ledger, lock)
+    if settings.redis_url:
+        _shared_ledger(ledger).unflushed = writer.unflushed
     writer.max_rows = settings.usage_flush_rows
     keyring = KeyRing(settings.master_secret())
     http = forward.make_session(
@@ -162,6 +168,32 @@ def _limiter(settings: Settings) -> Limiter:
     return InProcessLimiter()
 
 
+def _ledger(settings: Settings, engine: AsyncEngine) -> Ledger:
+    """Balances held in Redis when replicas share one (MODELGO_REDIS_URL), else here."""
+    if not settings.redis_url:
+        return InProcessLedger()
+    from model_go.billing.redis_ledger import RedisLedger  # the redis client only when used
+
+    async def read_balances(user_ids: list[int]) -> dict[int, Balance]:
+        async with engine.connect() as conn:
+            return await snapshot_repo.balances_of(conn, user_ids)
+
+    return RedisLedger(
+        settings.redis_url,
+        settings.redis_prefix,
+        settings.upstream_total_timeout,
+        read_balances,
+        settings.replica_dead_seconds,
+    )
+
+
+def _shared_ledger(ledger: Ledger) -> RedisLedger:
+    from model_go.billing.redis_ledger import RedisLedger
+
+    assert isinstance(ledger, RedisLedger)
+    return ledger
+
+
 def _start_tasks(state: AppState, accounts: AccountsRuntime) -> None:
     """Every background task, under the one supervisor; the final flushes run in this order."""
     settings, supervisor = state.settings, state.supervisor
@@ -174,6 +206,11 @@ def _start_tasks(state: AppState, accounts: AccountsRuntime) -> None:
     supervisor.start(
         "usage-writer", lambda: state.usage.run(settings.usage_flush_seconds), _flush_usage(state)
     )
+    if settings.redis_url:
+        # after the usage writer: its last flush queues the ledger updates this one sends
+        ledger = _shared_ledger(state.ledger)
+        supervisor.start("ledger-sender", ledger.run, ledger.flush)
+        supervisor.start("ledger-beat", ledger.beat)
     supervisor.start("channel-health", state.health_store.run, state.health_store.flush)
     supervisor.start("mail-sender", lambda: accounts.sender.run(settings.mail_poll_seconds))
     supervisor.start(

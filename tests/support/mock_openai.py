@@ -2,7 +2,7 @@
 
 Behaviour is chosen by the model name so one server serves every test:
   gpt-mock          normal reply; the reply echoes the last user message ("echo: ...")
-  mock-slow-stream  20 chunks, 50 ms apart (client-disconnect tests)
+  mock-slow-stream  20 chunks, `slow_stream_delay` (50 ms) apart (client-disconnect tests)
   mock-drop         3 chunks, then the connection is cut without [DONE]
   mock-silent       waits `silent_seconds` before the first chunk (keep-alive tests)
   mock-nousage      streams without a usage chunk even when asked for one
@@ -61,6 +61,7 @@ class MockUpstream:
     host: str = "127.0.0.1"
     port: int = 0
     silent_seconds: float = 1.2
+    slow_stream_delay: float = 0.05
     requests: list[Recorded] = field(default_factory=list)
     leaked: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
@@ -194,7 +195,7 @@ class MockUpstream:
                 }
             )
             if model == "mock-slow-stream":
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(self.slow_stream_delay)
             if model == "mock-drop" and i == 2:
                 assert request.transport is not None
                 request.transport.close()  # abrupt: no terminating chunk, no [DONE]

@@ -16,7 +16,7 @@ from model_go.billing.budgets import (
     period_end,
     period_start,
 )
-from model_go.billing.ledger import InProcessLedger, Reservation
+from model_go.billing.ledger import Balance, InProcessLedger, Reservation
 
 
 class Clock:
@@ -123,8 +123,8 @@ def test_keys_without_a_budget_pass_and_are_still_counted() -> None:
     t = BudgetTracker(clock=Clock(now))
     t.configure({}, [1])
     ledger = InProcessLedger()
-    ledger.refresh({7: 10_000})
-    r = ledger.reserve(7, 5_000, "a")
+    ledger.load({7: Balance(10_000, 1)})
+    r = ledger.hold(7, 5_000, "a")
     t.reserve(1, r, ledger.release)
     t.settle(1, "a", 3_000)
     spend = t.spent(1)
@@ -137,9 +137,9 @@ def test_keys_without_a_budget_pass_and_are_still_counted() -> None:
 
 def test_a_refusal_releases_the_ledger_reservation() -> None:
     ledger = InProcessLedger()
-    ledger.refresh({7: 10_000})
+    ledger.load({7: Balance(10_000, 1)})
     t, _ = tracker(KeyBudget(limit=100, period="day"), datetime(2026, 12, 3, tzinfo=UTC))
-    r = ledger.reserve(7, 5_000, "a")
+    r = ledger.hold(7, 5_000, "a")
     with pytest.raises(BudgetExceeded):
         t.reserve(1, r, ledger.release)
     assert ledger.account(7).reserved == 0 and ledger.account(7).available == 10_000

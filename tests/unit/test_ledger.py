@@ -7,46 +7,46 @@ import random
 
 import pytest
 
+from model_go.billing.ledger import Balance, Reservation
 from model_go.billing.ledger import InProcessLedger as Ledger
-from model_go.billing.ledger import Reservation
 from model_go.errors import InsufficientBalance
 
 
 def test_reservations_cannot_exceed_the_balance() -> None:
     ledger = Ledger()
-    ledger.refresh({1: 100})
-    held = [ledger.reserve(1, 30, f"r{i}") for i in range(3)]
+    ledger.load({1: Balance(100, 1)})
+    held = [ledger.hold(1, 30, f"r{i}") for i in range(3)]
     with pytest.raises(InsufficientBalance):
-        ledger.reserve(1, 30, "r4")
+        ledger.hold(1, 30, "r4")
     assert ledger.account(1).available == 10
     ledger.release(held[0])
-    ledger.reserve(1, 30, "r5")
+    ledger.hold(1, 30, "r5")
 
 
 def test_settle_is_idempotent_and_moves_cost_to_pending() -> None:
     ledger = Ledger()
-    ledger.refresh({1: 100})
-    res = ledger.reserve(1, 50, "r1")
+    ledger.load({1: Balance(100, 1)})
+    res = ledger.hold(1, 50, "r1")
     debit = ledger.settle(res, 20)
     assert debit is not None and debit.amount == 20
     assert ledger.settle(res, 20) is None and ledger.settle(res, 999) is None
     acct = ledger.account(1)
     assert (acct.reserved, acct.pending, acct.available) == (0, 20, 80)
-    ledger.flushed(1, 20, 80)  # the writer committed it; the database now says 80
+    ledger.flushed(1, [debit], Balance(80, 2))  # the writer committed it; the database now says 80
     assert (acct.pending, acct.committed, acct.available) == (0, 80, 80)
 
 
 def test_zero_balance_refuses_even_free_looking_requests() -> None:
     ledger = Ledger()
-    ledger.refresh({1: 0})
+    ledger.load({1: Balance(0, 1)})
     with pytest.raises(InsufficientBalance):
-        ledger.reserve(1, 0, "r1")
+        ledger.hold(1, 0, "r1")
 
 
 def test_random_interleavings_keep_the_books() -> None:
     rng = random.Random(7)
     ledger = Ledger()
-    ledger.refresh({1: 10_000})
+    ledger.load({1: Balance(10_000, 1)})
     open_res: list[Reservation] = []
     charged = 0
     for i in range(5_000):
@@ -57,7 +57,7 @@ def test_random_interleavings_keep_the_books() -> None:
                 charged += cost
         else:
             with contextlib.suppress(InsufficientBalance):
-                open_res.append(ledger.reserve(1, rng.randint(1, 500), f"r{i}"))
+                open_res.append(ledger.hold(1, rng.randint(1, 500), f"r{i}"))
         assert ledger.account(1).available >= 0
     for res in open_res:
         ledger.release(res)

@@ -1,22 +1,51 @@
 """The balance ledger: reserve before the upstream call, settle or release after. `Ledger` is the
 protocol the relay and the usage writer see; `InProcessLedger` keeps it in this process (one node),
-and a shared implementation (Redis) slots in behind the same protocol.
+and `RedisLedger` (billing/redis_ledger.py) shares it between replicas behind the same protocol.
 
 Per user it keeps three numbers:
   committed  the balance the database last reported (after our flushed debits and any credits)
   pending    debits settled in memory but not yet written by the usage writer
   reserved   worst-case cost of requests in flight
 Available = committed - pending - reserved. A reservation that would make it negative is
-refused, so concurrent requests can never overspend. Everything here is synchronous: a cancelled
-request cannot interrupt a settle half way.
+refused, so concurrent requests can never overspend. Settling is synchronous: a cancelled request
+cannot interrupt a settle half way.
+
+Every change of a balance in the database bumps its version (users.balance_version), so a reading
+of the balance carries the version it was read at and an older reading never replaces a newer one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from model_go.errors import InsufficientBalance
+
+NEGATIVE = (
+    "Your balance is negative, below zero after a refund, a dispute, an adjustment or a"
+    " reply longer than its cap, so your keys are blocked. Top up your credits to use them again."
+)
+TOO_LOW = "Your balance is too low for this request. Top up your credits and try again."
+
+
+class Balance(NamedTuple):
+    """A balance as the database reported it, and the version it had then."""
+
+    micros: int
+    version: int
+
+
+def held_amount(
+    available: int, committed_less_pending: int, amount: int, minimum: int | None, free: bool
+) -> int:
+    """How much of `amount` a reservation holds, or InsufficientBalance: the one rule, which the
+    Redis ledger's script repeats in Lua (tests/billing/test_redis_ledger.py holds them together)."""
+    if committed_less_pending < 0:
+        raise InsufficientBalance(NEGATIVE)
+    least = amount if minimum is None else min(minimum, amount)
+    if available < least or (available <= 0 and not free):
+        raise InsufficientBalance(TOO_LOW)
+    return min(amount, available)
 
 
 @dataclass
@@ -46,7 +75,7 @@ class Debit:
 
 
 class Ledger(Protocol):
-    def reserve(
+    async def reserve(
         self, user_id: int, amount: int, request_id: str, *, minimum: int | None = None, free: bool = False
     ) -> Reservation:
         """Hold `amount` of the user's available balance, or raise InsufficientBalance. With a
@@ -63,11 +92,11 @@ class Ledger(Protocol):
         """Give a reservation back unused."""
         ...
 
-    def flushed(self, user_id: int, amount: int, new_balance: int) -> None:
-        """The usage writer committed `amount` of pending debits; the database now says new_balance."""
+    def flushed(self, user_id: int, debits: list[Debit], balance: Balance) -> None:
+        """The usage writer committed these debits of one user; the database now says `balance`."""
         ...
 
-    def refresh(self, balances: dict[int, int]) -> None:
+    async def refresh(self, balances: dict[int, Balance]) -> None:
         """Balances read from the database (credits made elsewhere). Callers hold the sync lock."""
         ...
 
@@ -82,22 +111,17 @@ class InProcessLedger:
             acct = self.accounts[user_id] = Account()
         return acct
 
-    def reserve(
+    async def reserve(
         self, user_id: int, amount: int, request_id: str, *, minimum: int | None = None, free: bool = False
     ) -> Reservation:
+        return self.hold(user_id, amount, request_id, minimum=minimum, free=free)
+
+    def hold(
+        self, user_id: int, amount: int, request_id: str, *, minimum: int | None = None, free: bool = False
+    ) -> Reservation:
+        """`reserve`, synchronously: nothing here waits."""
         acct = self.account(user_id)
-        if acct.committed - acct.pending < 0:
-            raise InsufficientBalance(
-                "Your balance is negative, below zero after a refund, a dispute, an adjustment or a"
-                " reply longer than its cap, so your keys are blocked. Top up your credits to use them again."
-            )
-        available = acct.available
-        least = amount if minimum is None else min(minimum, amount)
-        if available < least or (available <= 0 and not free):
-            raise InsufficientBalance(
-                "Your balance is too low for this request. Top up your credits and try again."
-            )
-        held = min(amount, available)
+        held = held_amount(acct.available, acct.committed - acct.pending, amount, minimum, free)
         acct.reserved += held
         return Reservation(user_id=user_id, amount=held, request_id=request_id)
 
@@ -116,13 +140,16 @@ class InProcessLedger:
     def release(self, res: Reservation) -> None:
         self.settle(res, 0)
 
-    def flushed(self, user_id: int, amount: int, new_balance: int) -> None:
-        """The usage writer committed `amount` of pending debits; the database now says new_balance."""
+    def flushed(self, user_id: int, debits: list[Debit], balance: Balance) -> None:
         acct = self.account(user_id)
-        acct.pending -= amount
-        acct.committed = new_balance
+        acct.pending -= sum(d.amount for d in debits)
+        acct.committed = balance.micros
 
-    def refresh(self, balances: dict[int, int]) -> None:
-        """Balances read from the database (credits made elsewhere). Callers hold the sync lock."""
-        for user_id, value in balances.items():
-            self.account(user_id).committed = value
+    async def refresh(self, balances: dict[int, Balance]) -> None:
+        self.load(balances)
+
+    def load(self, balances: dict[int, Balance]) -> None:
+        """`refresh`, synchronously. One process sees every flush under the sync lock, so the
+        latest reading is always the one to keep."""
+        for user_id, balance in balances.items():
+            self.account(user_id).committed = balance.micros

@@ -321,7 +321,7 @@ class Relay:
     async def _run(self, ctx: Context, receive: Receive, send: Send, limit_headers: dict[str, str]) -> None:
         """The reservation, the attempts, and the settlement in `finally`."""
         try:
-            res = self._reserve(ctx)
+            res = await self._reserve(ctx)
             self.state.budgets.reserve(ctx.key.id, res, self.state.ledger.release)  # 402 when over
         except GatewayError as exc:
             ctx.outcome.failed(exc)
@@ -344,7 +344,7 @@ class Relay:
         finally:
             self._settle(ctx, res)
 
-    def _reserve(self, ctx: Context) -> Reservation:
+    async def _reserve(self, ctx: Context) -> Reservation:
         """Hold the most this request can cost, and fix the output cap every upstream is sent.
 
         The prompt is bounded from the bytes that go upstream (the client's own body too, when a
@@ -357,11 +357,11 @@ class Relay:
         user_id, ledger = ctx.key.user_id, self.state.ledger
         if not ctx.chat:
             amount = price.reservation(prompt, 0, ctx.images)
-            return ledger.reserve(user_id, amount, ctx.request_id, free=price.free)
+            return await ledger.reserve(user_id, amount, ctx.request_id, free=price.free)
         wanted = ctx.requested_output or price.spec.max_output_tokens
         least = min(wanted, self.settings.min_output_tokens)
         full = price.reservation(prompt, wanted * ctx.choices, ctx.images)
-        res = ledger.reserve(
+        res = await ledger.reserve(
             user_id,
             full,
             ctx.request_id,

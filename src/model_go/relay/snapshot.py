@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing.catalogue import shipped
+from model_go.billing.ledger import Balance
 from model_go.billing.pricing import Price
 from model_go.providers import REGISTRY
 from model_go.providers.base import Channel
@@ -104,17 +105,17 @@ async def load(
     keyring: KeyRing,
     default_max_output: int = 4096,
     defaults: Limits = NO_LIMITS,
-) -> tuple[Snapshot, dict[int, int]]:
-    """Read everything the request path needs; also returns every user's balance. `defaults` are
-    the limits a tier leaves unset (the MODELGO_DEFAULT_* settings)."""
+) -> tuple[Snapshot, dict[int, Balance]]:
+    """Read everything the request path needs; also returns every user's balance with its version.
+    `defaults` are the limits a tier leaves unset (the MODELGO_DEFAULT_* settings)."""
     snap = Snapshot(version=await repo.config_version(conn))
     tier_limits = {row.name: limits_of(row).over(defaults) for row in await snapshot_repo.all_tiers(conn)}
     snap.default_limits = tier_limits.get(DEFAULT_TIER, defaults)
-    balances: dict[int, int] = {}
+    balances: dict[int, Balance] = {}
     for row in await snapshot_repo.user_standings(conn):
         tier = tier_limits.get(row.tier, snap.default_limits)
         snap.users[row.id] = UserInfo(id=row.id, disabled=row.disabled, limits=limits_of(row).over(tier))
-        balances[row.id] = row.balance_micros
+        balances[row.id] = Balance(row.balance_micros, row.balance_version)
     for row in await snapshot_repo.active_keys(conn):
         allowed = frozenset(orjson.loads(row.models)) if row.models else None
         snap.keys[row.key_hash] = KeyInfo(

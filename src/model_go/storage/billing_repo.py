@@ -57,7 +57,10 @@ async def post_entry(
     new_balance = await conn.scalar(
         update(users)
         .where(users.c.id == user_id)
-        .values(balance_micros=users.c.balance_micros + amount_micros)
+        .values(
+            balance_micros=users.c.balance_micros + amount_micros,
+            balance_version=users.c.balance_version + 1,
+        )
         .returning(users.c.balance_micros)
     )
     if new_balance is None:

@@ -129,7 +129,10 @@ async def add_credit(conn: AsyncConnection, user_id: int, amount_micros: int, *,
     new_balance = await conn.scalar(
         update(users)
         .where(users.c.id == user_id)
-        .values(balance_micros=users.c.balance_micros + amount_micros)
+        .values(
+            balance_micros=users.c.balance_micros + amount_micros,
+            balance_version=users.c.balance_version + 1,
+        )
         .returning(users.c.balance_micros)
     )
     if new_balance is None:

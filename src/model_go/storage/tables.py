@@ -38,6 +38,8 @@ users = Table(
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("balance_micros", BigInteger, nullable=False, default=0),
+    # bumped with every change of balance_micros: which of two readings is newer (billing/redis_ledger.py)
+    Column("balance_version", BigInteger, nullable=False, default=0, server_default="0"),
     # rate limits of the user's own (NULL: their tier's); relay/limits.py
     Column("rpm_limit", Integer, nullable=True),
     Column("tpm_limit", Integer, nullable=True),

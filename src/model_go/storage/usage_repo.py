@@ -11,6 +11,7 @@ from sqlalchemy import Row, Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing import kinds
+from model_go.billing.ledger import Balance
 from model_go.storage import budgets_repo
 from model_go.storage.tables import ledger, usage_logs, users, utcnow
 
@@ -142,24 +143,29 @@ async def write_batch(
     conn: AsyncConnection,
     rows: list[dict[str, Any]],
     debits: list[tuple[int, str, int, datetime | None]],
-) -> dict[int, int]:
+) -> dict[int, Balance]:
     """The usage writer's flush, in the caller's transaction: each user's balance lowered by the sum
     of their debits (user id, request id, amount, when), the usage rows, and one `usage` ledger
-    entry per debit. Returns the new balances; a user deleted meanwhile gets neither rows nor
-    entries (their rows are gone by the erasure)."""
+    entry per debit. Returns the new balances with their versions; a user deleted meanwhile gets
+    neither rows nor entries (their rows are gone by the erasure)."""
     totals: dict[int, int] = {}
     for user_id, _request_id, amount, _at in debits:
         totals[user_id] = totals.get(user_id, 0) + amount
-    new_balances: dict[int, int] = {}
+    new_balances: dict[int, Balance] = {}
     for user_id, amount in totals.items():
-        value = await conn.scalar(
-            update(users)
-            .where(users.c.id == user_id)
-            .values(balance_micros=users.c.balance_micros - amount)
-            .returning(users.c.balance_micros)
-        )
-        if value is not None:
-            new_balances[user_id] = int(value)
+        found = (
+            await conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(
+                    balance_micros=users.c.balance_micros - amount,
+                    balance_version=users.c.balance_version + 1,
+                )
+                .returning(users.c.balance_micros, users.c.balance_version)
+            )
+        ).first()
+        if found is not None:
+            new_balances[user_id] = Balance(int(found[0]), int(found[1]))
     live = set(new_balances) | {r["user_id"] for r in rows if r["user_id"] not in totals}
     kept = [r for r in rows if r["user_id"] in live]
     if kept:

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from model_go.billing.ledger import Debit, Ledger
+from model_go.billing.ledger import Balance, Debit, Ledger
 from model_go.storage import usage_repo
 
 log = logging.getLogger("model_go.usage")
@@ -58,6 +58,7 @@ class UsageWriter:
         self.sync_lock = sync_lock
         self._records: list[UsageRecord] = []
         self._debits: list[Debit] = []
+        self._writing: list[Debit] = []  # the debits of the write under way
         self.wakeup = asyncio.Event()
         self.max_rows = 1000
         self._oldest: float | None = None  # monotonic time the oldest unwritten row was recorded
@@ -88,6 +89,7 @@ class UsageWriter:
             if not records and not debits:
                 return 0
             oldest, self._oldest = self._oldest, None  # rows recorded during the write set it anew
+            self._writing = debits
             try:
                 new_balances = await self._write(records, debits)
             except Exception:
@@ -95,15 +97,21 @@ class UsageWriter:
                 self._debits[:0] = debits
                 self._oldest = oldest
                 raise
-            totals: dict[int, int] = defaultdict(int)
+            finally:
+                self._writing = []
+            per_user: dict[int, list[Debit]] = defaultdict(list)
             for debit in debits:
-                totals[debit.user_id] += debit.amount
-            for user_id, amount in totals.items():
+                per_user[debit.user_id].append(debit)
+            for user_id, theirs in per_user.items():
                 if user_id in new_balances:
-                    self.ledger.flushed(user_id, amount, new_balances[user_id])
+                    self.ledger.flushed(user_id, theirs, new_balances[user_id])
             return len(records)
 
-    async def _write(self, records: list[UsageRecord], debits: list[Debit]) -> dict[int, int]:
+    def unflushed(self) -> list[Debit]:
+        """Every debit settled here and not yet committed: queued, or in the write under way."""
+        return [*self._writing, *self._debits]
+
+    async def _write(self, records: list[UsageRecord], debits: list[Debit]) -> dict[int, Balance]:
         created = {r.request_id: r.created_at for r in records}
         async with self.engine.begin() as conn:
             return await usage_repo.write_batch(
