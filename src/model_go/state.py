@@ -8,7 +8,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -18,7 +18,7 @@ from model_go.accounts import mail_links
 from model_go.accounts import policy as account_policy
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.accounts.runtime import build as build_accounts
-from model_go.billing.budgets import BudgetTracker
+from model_go.billing.budgets import Budgets, BudgetTracker, SpendSeed
 from model_go.billing.budgets import refresh as refresh_budgets
 from model_go.billing.ledger import Balance, InProcessLedger, Ledger
 from model_go.mail.sender import OutboxSender
@@ -36,7 +36,7 @@ from model_go.relay.snapshot import Snapshot, load
 from model_go.security import KeyRing
 from model_go.services import low_balance
 from model_go.settings import Settings
-from model_go.storage import repo, snapshot_repo
+from model_go.storage import budgets_repo, repo, snapshot_repo
 from model_go.storage.db import make_engine, prepare
 from model_go.supervisor import Supervisor
 from model_go.usage import retention
@@ -68,7 +68,7 @@ class AppState:
     sync_lock: asyncio.Lock
     supervisor: Supervisor = field(default_factory=Supervisor)
     snapshot: Snapshot = field(default_factory=Snapshot)
-    budgets: BudgetTracker = field(default_factory=BudgetTracker)  # keys' spend limits
+    budgets: Budgets = field(default_factory=BudgetTracker)  # keys' spend limits
     metrics: Metrics = field(default_factory=Metrics)
     proxies: TrustedProxies = field(default_factory=TrustedProxies)  # whose X-Forwarded-For counts
     ready: bool = False
@@ -117,8 +117,10 @@ async def start(settings: Settings) -> AppState:
     ledger = _ledger(settings, engine)
     lock = asyncio.Lock()
     writer = UsageWriter(engine, ledger, lock)
+    budgets: Budgets = BudgetTracker()
     if settings.redis_url:
         _shared_ledger(ledger).unflushed = writer.unflushed
+        budgets = _shared_budgets(_shared_ledger(ledger), engine)
     writer.max_rows = settings.usage_flush_rows
     keyring = KeyRing(settings.master_secret())
     http = forward.make_session(
@@ -142,6 +144,7 @@ async def start(settings: Settings) -> AppState:
         idempotency=Idempotency(usage_lookup(engine), settings.idempotency_hours),
         sync_lock=lock,
         proxies=TrustedProxies.parse(settings.trusted_proxies),
+        budgets=budgets,
     )
     await state.reload()
     state.metrics.watch(
@@ -185,6 +188,17 @@ def _ledger(settings: Settings, engine: AsyncEngine) -> Ledger:
         read_balances,
         settings.replica_dead_seconds,
     )
+
+
+def _shared_budgets(ledger: RedisLedger, engine: AsyncEngine) -> Budgets:
+    from model_go.billing.redis_budgets import RedisBudgets
+
+    async def read_spend(key_ids: list[int], starts: dict[str, datetime]) -> dict[int, SpendSeed]:
+        async with engine.connect() as conn:
+            found = await budgets_repo.spend(conn, key_ids, starts)
+        return {key_id: SpendSeed(**values) for key_id, values in found.items()}
+
+    return RedisBudgets(ledger, read_spend)
 
 
 def _shared_ledger(ledger: Ledger) -> RedisLedger:

@@ -10,11 +10,14 @@ import contextlib
 import random
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio as aioredis
 
+from model_go.billing.budgets import BudgetExceeded, KeyBudget, SpendSeed
 from model_go.billing.ledger import Balance, Debit, held_amount
+from model_go.billing.redis_budgets import RedisBudgets
 from model_go.billing.redis_ledger import RedisLedger
 from model_go.errors import BalanceUnavailable, InsufficientBalance
 
@@ -226,3 +229,46 @@ async def test_unreachable_redis_refuses_with_balance_unavailable() -> None:
         await ledger.reserve(1, 10, "r")
     assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "1"}
     await ledger.redis.aclose()
+
+
+async def test_key_budgets_roll_over_at_the_utc_day_on_every_replica(
+    shared: tuple[Database, str, list[RedisLedger]],
+) -> None:
+    database = shared[0]
+    database.balances[1] = Balance(10**9, 1)
+    clock = [datetime(2026, 12, 3, 23, 59, 59, tzinfo=UTC)]
+    seeds = {7: SpendSeed(day=300, week=300, month=300, lifetime=300)}
+
+    async def read_spend(key_ids: list[int], starts: dict[str, datetime]) -> dict[int, SpendSeed]:
+        return {k: seeds[k] for k in key_ids if k in seeds}
+
+    one, two = replica(shared), replica(shared)
+    budgets = [RedisBudgets(ledger, read_spend, clock=lambda: clock[0]) for ledger in (one, two)]
+    for b in budgets:
+        b.budgets = {7: KeyBudget(limit=500, period="day", lifetime=2_000)}
+
+    async def ask(i: int, amount: int = 100) -> str:
+        ledger, b = (one, budgets[0]) if i % 2 else (two, budgets[1])
+        res = await ledger.reserve(1, amount, f"k{i}-{amount}-{clock[0]:%d%H%M%S}")
+        try:
+            await b.check(7, res, ledger.release)
+        except BudgetExceeded as exc:
+            return exc.message
+        b.settle(7, res.request_id, 100)
+        await sent(ledger)
+        return "ok"
+
+    assert [await ask(i) for i in range(2)] == ["ok", "ok"]
+    # 300 seeded + 2 x 100 settled: nothing more today, on either replica
+    found = [await ask(i) for i in range(2, 4)]
+    assert all("daily budget of $0.0005" in f for f in found), found
+    clock[0] = datetime(2026, 12, 4, 0, 0, 1, tzinfo=UTC)  # a new UTC day: spend starts again
+    assert [await ask(i) for i in range(5, 10)] == ["ok"] * 5
+    assert "daily budget" in await ask(10)
+    # the lifetime counts across days: 300 + 200 + 500 = 1,000 of 2,000
+    raw = await one.redis.hgetall(f"{one.prefix}kb:7")
+    assert (raw["life"], raw["day"], raw["day@"], raw["r"]) == ("1000", "500", "2026-12-04", "0")
+    for b in budgets:
+        b.budgets = {7: KeyBudget(lifetime=2_000)}  # the daily budget removed: only the lifetime's
+    assert "lifetime budget of $0.002 has $0.001 left" in await ask(11, amount=1_500)
+    assert await ask(12, amount=1_000) == "ok"

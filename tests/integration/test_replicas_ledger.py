@@ -20,15 +20,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 import redis
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing.reservation import CAP_BYTES
-from model_go.storage import repo
+from model_go.security import KeyRing
+from model_go.storage import budgets_repo, repo, usage_repo
 from tests.billing.ledger_checks import ledger_verify
 from tests.conftest import add_mock_channel
 from tests.support.gateway import Gateway, create_pg_database, drop_pg_database, free_port, postgres_available
@@ -319,3 +322,85 @@ def test_unreachable_redis_refuses_every_request_then_recovers_without_restart(
     assert first.balance(user_id) > 0
     code, report = ledger_verify(first)
     assert code == 0, report
+
+
+def test_a_key_budget_holds_across_replicas_from_its_past_spend(
+    replicas: list[Gateway], slow_upstream: MockUpstream, own_redis: RedisServer
+) -> None:
+    """A daily budget of five reservations on a key that spent one today already (a usage row
+    Redis has never seen): 30 concurrent streams over both replicas, four served."""
+    first = replicas[0]
+    _, _, user_id = first.new_user("10")
+    now = datetime.now(UTC)
+
+    async def work(conn: AsyncConnection, keyring: KeyRing) -> tuple[str, int]:
+        key = await repo.create_key(conn, keyring, user_id, name="budgeted")
+        await budgets_repo.set_budget(
+            conn, key.id, {"budget_micros": 5 * RESERVATION, "budget_period": "day"}
+        )
+        await usage_repo.write_batch(
+            conn, [past_usage(key.id, user_id, RESERVATION, now)], [(user_id, "past", RESERVATION, now)]
+        )
+        return key.secret, key.id
+
+    secret, key_id = first.db(work)
+    for gw in replicas:
+        gw.wait_key_live(secret, timeout=10)
+
+    async def one(gw: Gateway, client: httpx.AsyncClient) -> tuple[int, str]:
+        async with client.stream(
+            "POST",
+            gw.base_url + "/v1/chat/completions",
+            content=BODY,
+            headers={"Authorization": f"Bearer {secret}"},
+        ) as resp:
+            body = b"".join([chunk async for chunk in resp.aiter_bytes()])
+            code = orjson.loads(body)["error"]["code"] if resp.status_code != 200 else ""
+            return resp.status_code, code
+
+    async def race() -> list[tuple[int, str]]:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=40)) as client:
+            return await asyncio.gather(*(one(replicas[i % 2], client) for i in range(30)))
+
+    answers = asyncio.run(race())
+    assert [a for a in answers if a[0] == 200] == [(200, "")] * 4, answers
+    assert [a for a in answers if a[0] != 200] == [(402, "budget_exceeded")] * 26, answers
+    rows = first.wait_for_usage(user_id, 5)
+    spent_today = sum(r.cost_micros for r in rows)
+    assert RESERVATION < spent_today <= 5 * RESERVATION
+    prefix = first.extra_env["MODELGO_REDIS_PREFIX"]
+    wait_until(
+        lambda: own_redis.client().hget(f"{prefix}kb:{key_id}", "day") == str(spent_today),
+        5,
+        "Redis does not count the key's spend of today as the database does",
+    )
+
+
+def past_usage(key_id: int, user_id: int, cost: int, at: datetime) -> dict[str, object]:
+    """A usage row as the usage writer writes it, for spend made before Redis knew the key."""
+    return {
+        "request_id": "past",
+        "user_id": user_id,
+        "key_id": key_id,
+        "endpoint": "/v1/chat/completions",
+        "model": "gpt-mock",
+        "channel_id": None,
+        "stream": False,
+        "prompt_tokens": 1,
+        "completion_tokens": 1,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "usage_estimated": False,
+        "cost_micros": cost,
+        "overrun_micros": 0,
+        "status_code": 200,
+        "error_code": None,
+        "attempts": 1,
+        "latency_ms": 1,
+        "ttft_ms": None,
+        "client_ip": None,
+        "user_agent": None,
+        "created_at": at,
+        "idempotency_hash": None,
+        "body_hash": None,
+    }

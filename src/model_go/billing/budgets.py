@@ -13,7 +13,8 @@ Periods roll over at the UTC boundary the first time the tracker looks after it 
 injected). Spend is seeded from the database (usage rows of the current periods, plus what the
 retention purge removed, for the lifetime) the first time a key is seen; from then on this process
 counts it, so the request path never reads the database. Like the in-process ledger, this counts
-one server's spend: budgets hold exactly on one node.
+one server's spend: budgets hold exactly on one node. Replicas share them through Redis
+(billing/redis_budgets.py), behind the `Budgets` protocol the relay sees.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -154,6 +155,25 @@ class BudgetExceeded(InsufficientBalance):
     code = "budget_exceeded"
 
 
+class Budgets(Protocol):
+    def now(self) -> datetime: ...
+
+    def configure(self, budgets: dict[int, KeyBudget], active: Iterable[int]) -> None: ...
+
+    def unseeded(self, key_ids: Iterable[int]) -> list[int]: ...
+
+    def seed(self, seeds: dict[int, SpendSeed], at: datetime) -> None: ...
+
+    async def check(self, key_id: int, res: Reservation, release: Callable[[Reservation], None]) -> None:
+        """Hold the request's ledger reservation against the key's budgets too, or give the ledger
+        reservation back (`release`) and raise BudgetExceeded (402), naming the budget."""
+        ...
+
+    def settle(self, key_id: int, request_id: str, cost: int) -> None:
+        """The request ended and cost `cost`: free its hold, count the cost. Once per request."""
+        ...
+
+
 @dataclass
 class BudgetTracker:
     """Per-key spend and reservations against the keys' budgets. Synchronous, like the ledger."""
@@ -162,6 +182,9 @@ class BudgetTracker:
     budgets: dict[int, KeyBudget] = field(default_factory=dict)
     spends: dict[int, KeySpend] = field(default_factory=dict)
     holds: dict[str, tuple[int, int]] = field(default_factory=dict)  # request id -> (key id, amount)
+
+    def now(self) -> datetime:
+        return self.clock()
 
     # -- loading (under the state's sync lock, at each snapshot reload) ----------------------
 
@@ -206,6 +229,9 @@ class BudgetTracker:
         spend.reserved += res.amount
         self.holds[res.request_id] = (key_id, res.amount)
 
+    async def check(self, key_id: int, res: Reservation, release: Callable[[Reservation], None]) -> None:
+        self.reserve(key_id, res, release)
+
     def settle(self, key_id: int, request_id: str, cost: int) -> None:
         """The request ended and cost `cost`: free its hold, count the cost. Once per request."""
         held = self.holds.pop(request_id, None)
@@ -234,7 +260,7 @@ def budget_of(row: Any) -> KeyBudget:
     )
 
 
-async def refresh(tracker: BudgetTracker, conn: AsyncConnection) -> None:
+async def refresh(tracker: Budgets, conn: AsyncConnection) -> None:
     """At each snapshot reload (under the sync lock): the keys' budgets, and the spend of keys seen
     for the first time (their usage rows of this day, week and month, and their lifetime spend)."""
     rows = await budgets_repo.active_budgets(conn)
@@ -243,6 +269,6 @@ async def refresh(tracker: BudgetTracker, conn: AsyncConnection) -> None:
     tracker.configure(budgets, ids)
     new = tracker.unseeded(ids)
     if new:
-        at = tracker.clock()
+        at = tracker.now()
         found = await budgets_repo.spend(conn, new, {p: period_start(p, at) for p in PERIODS})
         tracker.seed({key_id: SpendSeed(**values) for key_id, values in found.items()}, at)

@@ -18,11 +18,11 @@ their flushes, credits and reloads does not matter.
 
 Every entry names the replica that made it. Replicas beat every second; one silent for `dead_after`
 seconds (MODELGO_REPLICA_DEAD_SECONDS; killed, or cut off) is reaped by another: its holds are
-dropped, and its pending debits too after the balance is read afresh from the database (what it flushed before it died is in
-that reading; what it had not flushed was lost with it, as on one node). A replica that finds it was
-reaped, or that Redis restarted empty (a new epoch), writes back what it holds: its reservations in
-flight and its debits not yet committed. Every write is idempotent per request, so writing back
-twice changes nothing.
+dropped, and its pending debits too after the balance is read afresh from the database (what it
+flushed before it died is in that reading; what it had not flushed was lost with it, as on one node).
+A replica that finds it was reaped, or that Redis restarted empty (a new epoch), writes back what it
+holds: its reservations in flight and its debits not yet committed. Every write is idempotent per
+request, so writing back twice changes nothing.
 
 When Redis cannot be reached, `reserve` refuses with 503 balance_unavailable: nothing is sent
 upstream and nothing is charged. Settlements wait in the queue and are sent when it is back.
@@ -40,6 +40,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from model_go.billing.ledger import NEGATIVE, TOO_LOW, Balance, Debit, Reservation
@@ -58,10 +61,13 @@ RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 _AMOUNT = "tonumber(string.match(%s, '^(%%-?%%d+)'))"
 
 # KEYS: hash, holds, epoch. ARGV: epoch, request, amount, minimum (-1: none), free (1/0), replica,
-# hold seconds. Replies: {'held', amount} | {'epoch'} | {'unknown'} | {'negative'} | {'low'}.
+# hold seconds. Replies: {'held', amount} | {'epoch'} | {'unknown'} | {'negative'} | {'low'}. The same
+# request again (a retry on a new connection) gets the hold it has.
 RESERVE = f"""
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {{'epoch'}} end
 if redis.call('HEXISTS', KEYS[1], 'v') == 0 then return {{'unknown'}} end
+local again = redis.call('HGET', KEYS[1], 'h:' .. ARGV[2])
+if again then return {{'held', string.match(again, '^(%-?%d+)')}} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 64)
@@ -229,6 +235,19 @@ class _Flushed:
     request_ids: list[str]
 
 
+@dataclass
+class Call:
+    """A settlement of another holder sharing this sender (key budgets): an idempotent script."""
+
+    script: AsyncScript
+    keys: list[str]
+    args: list[Any]
+
+
+# where a holder other than the ledger keeps holds: (hash, its sorted set of lapse times, request, amount)
+HoldEntry = tuple[str, str, str, int]
+
+
 class RedisLedger:
     def __init__(
         self,
@@ -238,8 +257,14 @@ class RedisLedger:
         read_balances: ReadBalances,
         dead_after: float = 10.0,  # seconds without a beat before a replica's entries are reaped
     ) -> None:
+        # a pooled connection can be stale (Redis restarted): a command that fails to connect or
+        # loses its connection is sent again on a new one, so every script here is idempotent
         self.redis: Redis = Redis.from_url(
-            url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
+            url,
+            decode_responses=True,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 2),
         )
         self.prefix = prefix
         self.hold_seconds = hold_seconds
@@ -257,7 +282,9 @@ class RedisLedger:
         self._reap = self.redis.register_script(REAP)
         self._beat = self.redis.register_script(BEAT)
         self._live: dict[str, Reservation] = {}  # holds of this replica's requests in flight
-        self._queue: deque[_Settle | _Flushed] = deque()
+        self._queue: deque[_Settle | _Flushed | Call] = deque()
+        # other holders' holds to write back with this replica's own (key budgets)
+        self.hold_sources: list[Callable[[], list[HoldEntry]]] = []
         self._wake = asyncio.Event()
         self._syncing = asyncio.Lock()
         self._sent_versions: dict[int, int] = {}  # the newest reading sent per user
@@ -349,7 +376,10 @@ class RedisLedger:
     def flushed(self, user_id: int, debits: list[Debit], balance: Balance) -> None:
         self._enqueue(_Flushed(user_id, balance, [d.request_id for d in debits]))
 
-    def _enqueue(self, op: _Settle | _Flushed) -> None:
+    def enqueue(self, op: Call) -> None:
+        self._enqueue(op)
+
+    def _enqueue(self, op: _Settle | _Flushed | Call) -> None:
         self._queue.append(op)
         self._wake.set()
 
@@ -396,7 +426,9 @@ class RedisLedger:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for op in batch:
-                        if isinstance(op, _Settle):
+                        if isinstance(op, Call):
+                            await op.script(keys=op.keys, args=op.args, client=pipe)
+                        elif isinstance(op, _Settle):
                             keys = [self._hash(op.user_id), self._holds(op.user_id)]
                             await self._settle(
                                 keys=keys, args=[op.request_id, op.cost, self.replica], client=pipe
@@ -416,13 +448,13 @@ class RedisLedger:
             for _ in batch:
                 self._queue.popleft()
 
-    def _batch(self) -> list[_Settle | _Flushed]:
+    def _batch(self) -> list[_Settle | _Flushed | Call]:
         """The next run of settlements, or of flushes, never both: a batch that failed half way is
         sent again whole, and a settlement sent again after its flush would count its debit anew."""
-        kind = type(self._queue[0])
-        batch: list[_Settle | _Flushed] = []
+        flushes = isinstance(self._queue[0], _Flushed)
+        batch: list[_Settle | _Flushed | Call] = []
         for op in self._queue:
-            if type(op) is not kind or len(batch) == BATCH:
+            if isinstance(op, _Flushed) is not flushes or len(batch) == BATCH:
                 break
             batch.append(op)
         return batch
@@ -466,8 +498,12 @@ class RedisLedger:
         debits: dict[int, list[Debit]] = defaultdict(list)
         for debit in self.unflushed():
             debits[debit.user_id].append(debit)
+        others: dict[tuple[str, str], list[HoldEntry]] = defaultdict(list)
+        for source in self.hold_sources:
+            for entry in source():
+                others[entry[0], entry[1]].append(entry)
         users = set(holds) | set(debits)
-        if not users:
+        if not users and not others:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id in users:
@@ -477,6 +513,11 @@ class RedisLedger:
                 for debit in debits[user_id]:
                     args += [debit.request_id, debit.amount]
                 await self._restore(keys=[self._hash(user_id), self._holds(user_id)], args=args, client=pipe)
+            for (name, lapses), entries in others.items():
+                args = [self.replica, self.hold_seconds, len(entries)]
+                for _, _, request_id, amount in entries:
+                    args += [request_id, amount]
+                await self._restore(keys=[name, lapses], args=args, client=pipe)
             await pipe.execute()
 
     async def _reap_replica(self, replica: str) -> None:
@@ -495,6 +536,11 @@ class RedisLedger:
             reading = found.get(user_id)
             args = [replica, *(reading if reading is not None else ("", ""))]
             dropped += int(await self._reap(keys=[self._hash(user_id), self._holds(user_id)], args=args))
+        # key budgets' holds (billing/redis_budgets.py): no balance to read again
+        async for key in self.redis.scan_iter(match=f"{self.prefix}kb:*", count=500):
+            name = str(key)
+            lapses = name.replace(f"{self.prefix}kb:", f"{self.prefix}kbx:", 1)
+            dropped += int(await self._reap(keys=[name, lapses], args=[replica, "", ""]))
         await self.redis.zrem(self._replicas_key, replica)
         log.warning(
             "replica %s missed its beats for %.0f s: dropped its %d holds and uncommitted debits (%d users)",

@@ -322,7 +322,7 @@ class Relay:
         """The reservation, the attempts, and the settlement in `finally`."""
         try:
             res = await self._reserve(ctx)
-            self.state.budgets.reserve(ctx.key.id, res, self.state.ledger.release)  # 402 when over
+            await self.state.budgets.check(ctx.key.id, res, self.state.ledger.release)  # 402 when over
         except GatewayError as exc:
             ctx.outcome.failed(exc)
             raise
