@@ -186,7 +186,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with state.engine.connect() as conn:
                 await conn.exec_driver_sql("SELECT 1")
         except Exception:
-            return JSONResponse({"status": "database unavailable"}, status_code=503)
+            # still ready: /v1 serves the keys, prices and balances it holds and keeps usage in
+            # memory until the database is back; taking every replica out would stop that too
+            body = {"status": "degraded", "database": "unreachable", "config_version": state.snapshot.version}
+            return JSONResponse(body)
         return JSONResponse({"status": "ready", "config_version": state.snapshot.version})
 
     return app

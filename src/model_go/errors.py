@@ -14,6 +14,8 @@
     ├── HeadersTooLarge               431 invalid_request_error
     ├── ServerBusy                    503 api_error               (the connection cap is reached)
     ├── BalanceUnavailable            503 api_error               (the shared ledger is unreachable)
+    ├── DatabaseUnavailable           503 api_error               (the database is unreachable)
+    ├── UsageBacklog                  503 api_error               (too much usage waits to be written)
     └── UpstreamError                 502 upstream_error
         ├── UpstreamUnavailable       503
         └── UpstreamTimeout           504
@@ -150,6 +152,34 @@ class BalanceUnavailable(GatewayError):
             "Balances cannot be checked for a moment, so nothing was sent upstream and nothing was"
             " charged. Retry shortly.",
             headers={"Retry-After": "1"},
+        )
+
+
+class DatabaseUnavailable(GatewayError):
+    status = 503
+    type = "api_error"
+    code = "database_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database cannot be reached for a moment; nothing was changed. Retry shortly.",
+            headers={"Retry-After": "2"},
+        )
+
+
+class UsageBacklog(GatewayError):
+    """The usage writer holds more unwritten rows than MODELGO_USAGE_MAX_PENDING_ROWS: serving more
+    would grow memory without bound and put more unrecorded usage at risk of a crash."""
+
+    status = 503
+    type = "api_error"
+    code = "usage_backlog"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Usage cannot be recorded for a moment, so no request is taken; nothing was charged."
+            " Retry shortly.",
+            headers={"Retry-After": "5"},
         )
 
 

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     snapshot_poll_seconds: float = Field(default=0.5, gt=0, le=1.0)
     usage_flush_seconds: float = Field(default=0.5, gt=0, le=1.0)
     usage_flush_rows: int = Field(default=1000, ge=1)
+    # unwritten usage rows (the database unreachable) beyond which /v1 refuses with 503 usage_backlog
+    usage_max_pending_rows: int = Field(default=100_000, ge=10)
     keepalive_seconds: float = Field(default=15.0, gt=0)
     upstream_connect_timeout: float = Field(default=10.0, gt=0)
     upstream_first_byte_timeout: float = Field(default=300.0, gt=0)

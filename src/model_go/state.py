@@ -23,6 +23,7 @@ from model_go.billing.budgets import refresh as refresh_budgets
 from model_go.billing.ledger import Balance, InProcessLedger, Ledger
 from model_go.mail.sender import OutboxSender
 from model_go.mail.smtp import SmtpMailer
+from model_go.observability.logs import Occasional
 from model_go.observability.metrics import Metrics, Sources
 from model_go.relay import forward
 from model_go.relay.auth import Authenticator
@@ -37,7 +38,7 @@ from model_go.security import KeyRing
 from model_go.services import low_balance
 from model_go.settings import Settings
 from model_go.storage import budgets_repo, repo, snapshot_repo
-from model_go.storage.db import make_engine, prepare
+from model_go.storage.db import make_engine, prepare, unreachable
 from model_go.supervisor import Supervisor
 from model_go.usage import retention
 from model_go.usage.writer import UsageWriter
@@ -75,6 +76,11 @@ class AppState:
     # users, sessions, mail and policy versions; built in start() once the database is migrated
     accounts: AccountsRuntime | None = None
     _catching_up: asyncio.Future[None] | None = None
+    _database_down: Occasional = field(
+        default_factory=lambda: Occasional(
+            log, "the database is unreachable: serving the last configuration and balances read"
+        )
+    )
 
     async def reload(self) -> None:
         """Rebuild the snapshot and refresh balances, in step with the usage writer."""
@@ -107,8 +113,11 @@ class AppState:
                     version = await repo.config_version(conn)
                 if version != self.snapshot.version:
                     await self.reload()
-            except Exception:
-                log.exception("configuration reload failed; serving the previous snapshot")
+            except Exception as exc:
+                if not unreachable(exc):
+                    log.exception("configuration reload failed; serving the previous snapshot")
+                else:
+                    self._database_down()
 
 
 async def start(settings: Settings) -> AppState:
@@ -122,6 +131,7 @@ async def start(settings: Settings) -> AppState:
         _shared_ledger(ledger).unflushed = writer.unflushed
         budgets = _shared_budgets(_shared_ledger(ledger), engine)
     writer.max_rows = settings.usage_flush_rows
+    writer.max_pending = settings.usage_max_pending_rows
     keyring = KeyRing(settings.master_secret())
     http = forward.make_session(
         settings.upstream_connect_timeout,

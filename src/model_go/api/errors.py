@@ -10,11 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from model_go.errors import Conflict, GatewayError, InvalidRequest, RepoError
+from model_go.errors import Conflict, DatabaseUnavailable, GatewayError, InvalidRequest, RepoError
+from model_go.observability.logs import Occasional
+from model_go.services.database import unreachable
 
 log = logging.getLogger("model_go.api")
+database_down = Occasional(log, "the database is unreachable: /api requests get 503 database_unavailable")
 
 
 def render(error: GatewayError) -> JSONResponse:
@@ -67,6 +70,13 @@ def install(app: FastAPI) -> None:
         # a number no column can hold (inputs are bounded at the edge; this is the net under it)
         return render(InvalidRequest("A number in the request is out of range.", code="out_of_range"))
 
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        # handled here, not by the catch-all below (whose errors the server also logs as a crash)
+        if unreachable(exc):
+            database_down()
+            return render(DatabaseUnavailable())
+        return await on_unexpected(request, exc)
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return render(GatewayError())
@@ -77,6 +87,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, on_integrity_error)
     app.add_exception_handler(OverflowError, on_out_of_range)
     app.add_exception_handler(DataError, on_out_of_range)
+    for failure in (DBAPIError, OSError, TimeoutError):  # the database out of reach, among others
+        app.add_exception_handler(failure, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)
 
     app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]

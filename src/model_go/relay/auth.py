@@ -4,6 +4,8 @@ database lookup, and a key the database does not know either is remembered as un
 so a client retrying a wrong key cannot turn every request into a query.
 
 A revoked key leaves the snapshot at the next reload (within `snapshot_poll_seconds`, at most 1 s).
+While the database cannot be reached, keys in the snapshot keep working and a key it does not know
+gets 503 database_unavailable (whether it exists cannot be told).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from model_go.errors import AuthenticationFailed
+from model_go.errors import AuthenticationFailed, DatabaseUnavailable
 from model_go.relay.snapshot import KeyInfo, Snapshot, UserInfo, limits_of
 from model_go.security import KeyRing
 from model_go.storage import keys_repo
+from model_go.storage.db import unreachable
 
 UNKNOWN_KEY_SECONDS = 1.0
 MAX_UNKNOWN_KEYS = 10_000
@@ -79,8 +82,13 @@ class Authenticator:
         now = self.clock()
         if self._unknown.get(key_hash, 0.0) > now:
             raise AuthenticationFailed("Incorrect API key provided.")
-        async with self._lookups, self.engine.connect() as conn:
-            row = await keys_repo.active_key(conn, key_hash)
+        try:
+            async with self._lookups, self.engine.connect() as conn:
+                row = await keys_repo.active_key(conn, key_hash)
+        except Exception as exc:
+            if unreachable(exc):  # whether the key exists cannot be known: retry, not 401
+                raise DatabaseUnavailable() from exc
+            raise
         if row is None or row.deleted_at is not None:
             if len(self._unknown) >= MAX_UNKNOWN_KEYS:
                 self._unknown.clear()

@@ -38,12 +38,14 @@ from model_go.dialects.anthropic import AnthropicMessages, count_tokens
 from model_go.dialects.responses import OpenAIResponses
 from model_go.dialects.responses.request import NOT_STORED
 from model_go.errors import (
+    DatabaseUnavailable,
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
     PermissionDenied,
     UpstreamTimeout,
+    UsageBacklog,
 )
 from model_go.observability.logs import ACCESS
 from model_go.observability.metrics import NO_LABEL, RequestFigures
@@ -61,6 +63,7 @@ from model_go.relay.limits import UNLIMITED, Admission
 from model_go.relay.routing import candidates
 from model_go.relay.snapshot import KeyInfo
 from model_go.state import AppState
+from model_go.storage.db import unreachable
 from model_go.tokens import estimate_prompt_tokens
 from model_go.usage.writer import UsageRecord
 from model_go.wire import openai as wire
@@ -321,6 +324,8 @@ class Relay:
     async def _run(self, ctx: Context, receive: Receive, send: Send, limit_headers: dict[str, str]) -> None:
         """The reservation, the attempts, and the settlement in `finally`."""
         try:
+            if self.state.usage.backlogged:
+                raise UsageBacklog()
             res = await self._reserve(ctx)
             await self.state.budgets.check(ctx.key.id, res, self.state.ledger.release)  # 402 when over
         except GatewayError as exc:
@@ -399,7 +404,12 @@ class Relay:
         key_hash, key = self.state.authenticator.known(self.state.snapshot, raw_key)
         if key is None:
             key = await self.state.authenticator.lookup(key_hash)
-            await self.state.catch_up()  # the key is newer than the snapshot: so may its balance be
+            try:
+                await self.state.catch_up()  # the key is newer than the snapshot: so may its balance be
+            except Exception as exc:
+                if unreachable(exc):
+                    raise DatabaseUnavailable() from exc
+                raise
         return key
 
     def _resolve(self, key: KeyInfo, model: str) -> tuple[list[Channel], Price]:

@@ -30,3 +30,8 @@ async def migrate(settings: Settings) -> tuple[frozenset[str], frozenset[str]]:
         return await db.migrate(engine)
     finally:
         await engine.dispose()
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached right now: a 503, not a 500."""
+    return db.unreachable(exc)

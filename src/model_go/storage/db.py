@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
 import stat
 from functools import cache
 from pathlib import Path
@@ -55,6 +56,29 @@ def _tighten(path: Path, mode: int) -> None:
         path.chmod(mode)
 
 
+# PostgreSQL refusing work while it starts or stops (SQLSTATE class 57P: admin shutdown, cannot connect now)
+_UNAVAILABLE_STATES = ("57P01", "57P02", "57P03")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached right now (down, restarting, cut off, or
+    locked past the busy timeout) rather than that the request was wrong: a 503, not a 500."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    for cause in (exc, exc.__cause__):
+        if isinstance(cause, OSError | TimeoutError):  # refused, reset, unreachable, timed out
+            return True
+        if isinstance(cause, sqlite3.OperationalError):
+            return "locked" in str(cause) or "unable to open" in str(cause)
+        if getattr(cause, "sqlstate", None) in _UNAVAILABLE_STATES:
+            return True
+        if type(cause).__name__ in ("ConnectionDoesNotExistError", "ConnectionFailureError"):
+            return True
+    return False
+
+
 def make_engine(url: str, *, pool: bool = True) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -62,8 +86,11 @@ def make_engine(url: str, *, pool: bool = True) -> AsyncEngine:
         if path and path != ":memory:":
             make_private(Path(path))
         kwargs["connect_args"] = {"timeout": 10}
-    elif pool:
-        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+    else:
+        # a partitioned network must not hold a request (or the usage writer) for asyncpg's 60 s
+        kwargs["connect_args"] = {"timeout": 5}
+        if pool:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
     if not pool:
         kwargs["poolclass"] = NullPool
     engine = create_async_engine(url, **kwargs)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from model_go.billing.ledger import Balance, Debit, Ledger
 from model_go.storage import usage_repo
+from model_go.storage.db import unreachable
 
 log = logging.getLogger("model_go.usage")
 
@@ -61,6 +62,8 @@ class UsageWriter:
         self._writing: list[Debit] = []  # the debits of the write under way
         self.wakeup = asyncio.Event()
         self.max_rows = 1000
+        self.max_pending = 100_000  # MODELGO_USAGE_MAX_PENDING_ROWS: the relay refuses past it
+        self._complained = -10.0
         self._oldest: float | None = None  # monotonic time the oldest unwritten row was recorded
 
     @property
@@ -80,6 +83,11 @@ class UsageWriter:
     @property
     def pending(self) -> int:
         return len(self._records)
+
+    @property
+    def backlogged(self) -> bool:
+        """Too many rows wait to be written (the database unreachable): take no more requests."""
+        return len(self._records) >= self.max_pending
 
     async def flush(self) -> int:
         """Write everything recorded so far. On failure the batch stays queued for the next try."""
@@ -140,5 +148,13 @@ class UsageWriter:
     async def _flush_logged(self) -> None:
         try:
             await self.flush()
-        except Exception:
-            log.exception("usage flush failed; %d rows kept for the next attempt", self.pending)
+        except Exception as exc:
+            if not unreachable(exc):
+                log.exception("usage flush failed; %d rows kept for the next attempt", self.pending)
+            elif time.monotonic() - self._complained >= 10.0:
+                self._complained = time.monotonic()
+                log.warning(
+                    "the database is unreachable: %d usage rows wait in memory (503 usage_backlog past %d)",
+                    self.pending,
+                    self.max_pending,
+                )
