@@ -5,6 +5,7 @@ background tasks; built in the lifespan and torn down after it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from model_go.wire.client_ip import TrustedProxies
 
 if TYPE_CHECKING:
     from model_go.billing.redis_ledger import RedisLedger
+    from model_go.relay.config_notices import ConfigNotices
 
 log = logging.getLogger("model_go.state")
 
@@ -75,6 +77,7 @@ class AppState:
     ready: bool = False
     # users, sessions, mail and policy versions; built in start() once the database is migrated
     accounts: AccountsRuntime | None = None
+    notices: ConfigNotices | None = None  # configuration changes announced through Redis
     _catching_up: asyncio.Future[None] | None = None
     _database_down: Occasional = field(
         default_factory=lambda: Occasional(
@@ -105,9 +108,13 @@ class AppState:
         await asyncio.shield(self._catching_up)
 
     async def watch_config(self) -> None:
-        """Notice changes made by the CLI, the API or another replica within one poll interval."""
+        """Notice changes made by the CLI, the API or another replica within one poll interval, or
+        at once when another replica announces them (relay/config_notices.py)."""
+        changed = self.notices.changed if self.notices is not None else asyncio.Event()
         while True:
-            await asyncio.sleep(self.settings.snapshot_poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), self.settings.snapshot_poll_seconds)
+            changed.clear()
             try:
                 async with self.engine.connect() as conn:
                     version = await repo.config_version(conn)
@@ -156,6 +163,10 @@ async def start(settings: Settings) -> AppState:
         proxies=TrustedProxies.parse(settings.trusted_proxies),
         budgets=budgets,
     )
+    if settings.redis_url:
+        from model_go.relay.config_notices import ConfigNotices
+
+        state.notices = ConfigNotices(settings.redis_url, settings.redis_prefix, engine)
     await state.reload()
     state.metrics.watch(
         Sources(
@@ -222,6 +233,8 @@ def _start_tasks(state: AppState, accounts: AccountsRuntime) -> None:
     """Every background task, under the one supervisor; the final flushes run in this order."""
     settings, supervisor = state.settings, state.supervisor
     supervisor.start("watch-config", state.watch_config)
+    if state.notices is not None:
+        supervisor.start("config-notices", state.notices.listen, state.notices.close)
     if settings.redis_url:
         from model_go.relay.redis_limits import RedisLimiter
 

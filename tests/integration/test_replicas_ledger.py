@@ -7,7 +7,9 @@ it again empty:
   its beats (MODELGO_REPLICA_DEAD_SECONDS);
 - Redis restarting empty: the replicas write back their holds, and no money is made or lost;
 - Redis unreachable: every request is refused in the API's shape (nothing sent upstream, nothing
-  charged), and served again when Redis is back, without a restart.
+  charged), and served again when Redis is back, without a restart;
+- a key revoked through one replica is refused by the other at once, by a notice through Redis,
+  not at its next poll of the database.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ def replicas(
         "MODELGO_REDIS_URL": own_redis.url,
         "MODELGO_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:",
         "MODELGO_REPLICA_DEAD_SECONDS": str(DEAD_SECONDS),
+        # the longest poll: changes made through one replica must reach the other by notice
+        "MODELGO_SNAPSHOT_POLL_SECONDS": "1.0",
     }
     first = Gateway(data_dir=shared, database_url=url, extra_env=dict(env))
     second = Gateway(data_dir=shared, database_url=url, extra_env=dict(env))
@@ -404,3 +408,26 @@ def past_usage(key_id: int, user_id: int, cost: int, at: datetime) -> dict[str, 
         "idempotency_hash": None,
         "body_hash": None,
     }
+
+
+def test_a_revocation_reaches_the_other_replica_by_notice_not_by_poll(replicas: list[Gateway]) -> None:
+    """Polls are 1 s apart here: five revocations each seen in under 0.3 s would happen by polling
+    alone with a chance of 0.3^5 (0.2%)."""
+    first, second = replicas
+    _, owner, _ = first.new_user("5")
+    auth = {"Authorization": f"Bearer {owner}"}
+    delays = []
+    for n in range(5):
+        made = httpx.post(first.base_url + "/api/keys", json={"name": f"k{n}"}, headers=auth, timeout=30)
+        assert made.status_code == 201, made.text
+        secret, key_id = made.json()["secret"], made.json()["id"]
+        models = second.base_url + "/v1/models"
+        assert httpx.get(models, headers={"Authorization": f"Bearer {secret}"}, timeout=30).status_code == 200
+        gone = httpx.delete(first.base_url + f"/api/keys/{key_id}", headers=auth, timeout=30)
+        assert gone.status_code == 204, gone.text
+        revoked_at = time.monotonic()
+        while httpx.get(models, headers={"Authorization": f"Bearer {secret}"}, timeout=30).status_code == 200:
+            assert time.monotonic() - revoked_at < 2.0
+            time.sleep(0.01)
+        delays.append(time.monotonic() - revoked_at)
+    assert max(delays) < 0.3, delays

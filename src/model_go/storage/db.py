@@ -7,11 +7,12 @@ import os
 import re
 import sqlite3
 import stat
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -77,6 +78,31 @@ def unreachable(exc: BaseException) -> bool:
         if type(cause).__name__ in ("ConnectionDoesNotExistError", "ConnectionFailureError"):
             return True
     return False
+
+
+CONFIG_CHANGED = "model_go.config_changed"  # on a connection whose transaction bumped the version
+_COMMITTED = "model_go.config_committed"
+
+
+def on_config_commit(engine: AsyncEngine, callback: Callable[[], None]) -> None:
+    """Call `callback` once a transaction that bumped the configuration version has committed: at
+    the connection's return to the pool, after the COMMIT (the commit event comes before it)."""
+
+    def committing(conn: Connection) -> None:
+        if conn.info.pop(CONFIG_CHANGED, False):
+            conn.info[_COMMITTED] = True
+
+    def rolled_back(conn: Connection) -> None:
+        conn.info.pop(CONFIG_CHANGED, None)
+        conn.info.pop(_COMMITTED, None)
+
+    def returned(_dbapi_conn: Any, record: Any) -> None:
+        if record.info.pop(_COMMITTED, False):
+            callback()
+
+    event.listen(engine.sync_engine, "commit", committing)
+    event.listen(engine.sync_engine, "rollback", rolled_back)
+    event.listen(engine.sync_engine.pool, "checkin", returned)
 
 
 def make_engine(url: str, *, pool: bool = True) -> AsyncEngine:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.errors import RepoError
 from model_go.security import KeyRing, display_prefix, new_api_key
+from model_go.storage.db import CONFIG_CHANGED
 from model_go.storage.tables import (
     api_keys,
     channels,
@@ -57,6 +58,7 @@ class NewKey:
 
 async def bump_version(conn: AsyncConnection) -> None:
     await conn.execute(update(state).where(state.c.name == "config_version").values(value=state.c.value + 1))
+    (await conn.get_raw_connection()).info[CONFIG_CHANGED] = True  # announced once committed (db.py)
 
 
 async def config_version(conn: AsyncConnection) -> int:
