@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_go.wire.client_ip import TrustedProxies
@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     idle_connection_timeout_seconds: int = Field(default=5, ge=1)
     max_connections: int = Field(default=1000, ge=1)
     # how often a running server checks the database for changes made by the CLI or another replica
-    snapshot_poll_seconds: float = Field(default=0.5, gt=0, le=1.0)
+    snapshot_poll_seconds: float = Field(default=0.5, gt=0, le=60.0)
     usage_flush_seconds: float = Field(default=0.5, gt=0, le=1.0)
     usage_flush_rows: int = Field(default=1000, ge=1)
     # unwritten usage rows (the database unreachable) beyond which /v1 refuses with 503 usage_backlog
@@ -113,6 +113,16 @@ class Settings(BaseSettings):
     # one mail when a balance falls below this (users may set their own); 0: no mail unless they do
     low_balance_usd: Decimal = Field(default=Decimal(0), ge=0, le=1_000_000, decimal_places=6)
     low_balance_check_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _poll_without_notices(self) -> Settings:
+        # without Redis the poll is the only way a revoked key leaves a running server: at most 1 s
+        if self.snapshot_poll_seconds > 1.0 and not self.redis_url:
+            raise ValueError(
+                "MODELGO_SNAPSHOT_POLL_SECONDS above 1 needs MODELGO_REDIS_URL, whose notices announce"
+                " changes at once; without it a revoked key would work for that long"
+            )
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -17,7 +17,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from model_go.billing.money import micros_to_usd, parse_usd
-from model_go.cli.common import err, fail, out, progress_on_stderr
+from model_go.cli.common import err, fail, load_settings, out, progress_on_stderr
 from model_go.errors import GatewayError, RepoError
 from model_go.security import KeyRing
 from model_go.services import billing, codes, database, users
@@ -35,7 +35,7 @@ By = Annotated[
 
 def _run(work: Callable[[AsyncEngine, KeyRing, Settings], Awaitable[T]]) -> T:
     """Open the database (migrating it if needed), run `work` with the engine, close."""
-    settings = Settings()
+    settings = load_settings()
 
     async def main() -> T:
         async with database.opened(settings) as engine:

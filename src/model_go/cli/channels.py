@@ -13,11 +13,10 @@ from rich.table import Table
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from model_go.cli.common import err, fail, out, run_db, split_models
+from model_go.cli.common import err, fail, load_settings, out, run_db, split_models
 from model_go.providers import REGISTRY
 from model_go.security import KeyRing
 from model_go.services import channels
-from model_go.settings import Settings
 
 channel_app = typer.Typer(help="Manage upstream channels.", no_args_is_help=True)
 
@@ -155,7 +154,7 @@ def channel_test(
     from model_go.relay.channel_check import check
     from model_go.relay.snapshot import channel_from_row
 
-    settings = Settings()
+    settings = load_settings()
 
     async def work(conn: AsyncConnection, keyring: KeyRing) -> tuple[Row[Any], KeyRing]:
         return await channels.row_by_name(conn, name), keyring

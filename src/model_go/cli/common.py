@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress, TaskID
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,6 +30,22 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def load_settings(**overrides: object) -> Settings:
+    """The settings from the environment (and the command's options), or a one-line error per
+    invalid setting: never a traceback, and never a value (a secret may be among them)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        for problem in exc.errors(include_input=False, include_url=False):
+            name = "MODELGO_" + "_".join(str(part) for part in problem["loc"]).upper()
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            err.print(
+                f"[red]error:[/red] {name}: {message}" if problem["loc"] else f"[red]error:[/red] {message}",
+                highlight=False,
+            )
+        raise typer.Exit(1) from None
+
+
 def run_db(
     work: Callable[[AsyncConnection, KeyRing], Awaitable[T]],
     settings: Settings | None = None,
@@ -39,7 +56,7 @@ def run_db(
 
     A refused operation becomes a one-line error; `options` names the command-line option behind
     a parameter the error points at (e.g. {"base_url": "--base-url"})."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
 
     async def main() -> T:
         async with database.opened(settings) as engine, engine.begin() as conn:

@@ -6,9 +6,8 @@ import asyncio
 
 import typer
 
-from model_go.cli.common import err, fail, out, progress_on_stderr
+from model_go.cli.common import err, fail, load_settings, out, progress_on_stderr
 from model_go.services import database
-from model_go.settings import Settings
 
 retention_app = typer.Typer(help="Purge usage logs past the retention limit.", no_args_is_help=True)
 
@@ -18,7 +17,7 @@ def retention_run() -> None:
     """Delete usage rows older than MODELGO_USAGE_RETENTION_DAYS (max 90) and purge them physically."""
     from model_go.usage import retention
 
-    settings = Settings()
+    settings = load_settings()
 
     async def main() -> retention.PurgeResult:
         async with database.opened(settings) as engine:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from model_go.mail.smtp import SmtpMailer
 from model_go.storage import outbox_repo as outbox
+from model_go.storage.db import report_failure
 
 log = logging.getLogger("model_go.mail")
 
@@ -46,8 +47,8 @@ class OutboxSender:
                     await outbox.expire_unsent(conn, self.unsent_ttl)
                 if self.mailer.configured:
                     await self.send_due()
-            except Exception:
-                log.exception("mail pass failed; retrying on the next pass")
+            except Exception as exc:
+                report_failure(log, "mail pass failed; retrying on the next pass", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=interval)
             self.wakeup.clear()

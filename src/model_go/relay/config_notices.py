@@ -3,8 +3,9 @@
 Every change of keys, channels, prices, users or tiers bumps the configuration version in the same
 transaction (storage/repo.bump_version), which marks the connection; when such a transaction
 commits, this process publishes a notice, and every replica listening reloads at once instead of at
-its next poll. The poll (`MODELGO_SNAPSHOT_POLL_SECONDS`) stays the source of truth: a notice lost
-(Redis down, a change made by a `model-go` command, which does not publish) costs at most one poll.
+its next poll. `model-go` commands announce their changes too (services/database.py). The poll
+(`MODELGO_SNAPSHOT_POLL_SECONDS`) stays the source of truth: a notice lost (Redis away) costs at most
+one poll.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from model_go.observability.logs import Occasional
+from model_go.services import notices
 from model_go.storage.db import on_config_commit
 
 log = logging.getLogger("model_go.relay")
@@ -26,7 +28,7 @@ log = logging.getLogger("model_go.relay")
 class ConfigNotices:
     def __init__(self, url: str, prefix: str, engine: AsyncEngine) -> None:
         self.redis: Redis = Redis.from_url(url, decode_responses=True, socket_connect_timeout=2)
-        self.channel = f"{prefix}config"
+        self.channel = notices.channel(prefix)
         self.changed = asyncio.Event()  # set by a notice; the configuration watcher waits on it
         self._loop = asyncio.get_running_loop()
         self._complain = Occasional(

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from model_go.storage.db import report_failure
 from model_go.storage.health_repo import record_health
 
 log = logging.getLogger("model_go.relay")
@@ -69,8 +70,8 @@ class HealthStore:
         try:
             async with self.engine.begin() as conn:
                 await record_health(conn, pending)
-        except Exception:
-            log.exception("could not record channel health; retrying in %.0f s", RETRY_SECONDS)
+        except Exception as exc:
+            report_failure(log, "could not record channel health; retrying in %.0f s", exc, RETRY_SECONDS)
             for channel_id, values in pending.items():
                 self._pending[channel_id] = {**values, **self._pending.get(channel_id, {})}
             self._wake.set()

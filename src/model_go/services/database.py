@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from model_go.services import notices
 from model_go.settings import Settings
 from model_go.storage import db
 
@@ -16,11 +17,16 @@ from model_go.storage import db
 async def opened(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """The engine, once the schema is current (migrated, or checked: SchemaNotCurrent says what to do)."""
     engine = db.make_engine(settings.resolved_database_url(), pool=False)
+    changed: list[bool] = []
+    if settings.redis_url:
+        db.on_config_commit(engine, lambda: changed.append(True))
     try:
         await db.prepare(engine, settings.auto_migrate)
         yield engine
     finally:
         await engine.dispose()
+        if changed and settings.redis_url:  # replicas reload now, not at their next poll
+            await notices.announce(settings.redis_url, settings.redis_prefix)
 
 
 async def migrate(settings: Settings) -> tuple[frozenset[str], frozenset[str]]:

@@ -22,6 +22,7 @@ from model_go.errors import NotFound
 from model_go.mail import templates
 from model_go.storage import low_balance_repo, repo
 from model_go.storage import outbox_repo as outbox
+from model_go.storage.db import report_failure
 from model_go.storage.metadata import utcnow
 
 log = logging.getLogger("model_go.low_balance")
@@ -102,6 +103,6 @@ async def run(engine: AsyncEngine, default_micros: int, public_url: str, interva
             queued = await check(engine, default_micros, public_url)
             if queued:
                 log.info("queued %d low-balance mails", queued)
-        except Exception:
-            log.exception("low-balance check failed; retrying at the next interval")
+        except Exception as exc:
+            report_failure(log, "low-balance check failed; retrying at the next interval", exc)
         await asyncio.sleep(interval)

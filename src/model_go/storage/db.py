@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -93,8 +94,11 @@ def on_config_commit(engine: AsyncEngine, callback: Callable[[], None]) -> None:
             conn.info[_COMMITTED] = True
 
     def rolled_back(conn: Connection) -> None:
-        conn.info.pop(CONFIG_CHANGED, None)
-        conn.info.pop(_COMMITTED, None)
+        if conn.invalidated:
+            return  # its DBAPI connection is gone, and its info with it
+        with contextlib.suppress(DBAPIError, PendingRollbackError):
+            conn.info.pop(CONFIG_CHANGED, None)
+            conn.info.pop(_COMMITTED, None)
 
     def returned(_dbapi_conn: Any, record: Any) -> None:
         if record.info.pop(_COMMITTED, False):
@@ -103,6 +107,15 @@ def on_config_commit(engine: AsyncEngine, callback: Callable[[], None]) -> None:
     event.listen(engine.sync_engine, "commit", committing)
     event.listen(engine.sync_engine, "rollback", rolled_back)
     event.listen(engine.sync_engine.pool, "checkin", returned)
+
+
+def report_failure(logger: logging.Logger, message: str, exc: BaseException, *args: object) -> None:
+    """A background task's failed pass: a warning when the database is out of reach (it says so,
+    and the pass is retried), a traceback for anything else."""
+    if unreachable(exc):
+        logger.warning(message + " (the database is unreachable)", *args)
+    else:
+        logger.error(message, *args, exc_info=exc)
 
 
 def make_engine(url: str, *, pool: bool = True) -> AsyncEngine:

@@ -19,6 +19,7 @@ from model_go.accounts import mailtokens, sessions
 from model_go.accounts.erasure import physical_purge
 from model_go.storage import accounts_repo, usage_repo
 from model_go.storage import outbox_repo as outbox
+from model_go.storage.db import report_failure
 from model_go.storage.metadata import utcnow
 
 log = logging.getLogger("model_go.retention")
@@ -83,6 +84,6 @@ async def run_daily(engine: AsyncEngine, days: int, interval: float) -> None:
             result = await run(engine, days)
             if result.usage_rows:
                 log.info("retention: removed %d usage rows older than %d days", result.usage_rows, days)
-        except Exception:
-            log.exception("retention purge failed; retrying at the next interval")
+        except Exception as exc:
+            report_failure(log, "retention purge failed; retrying at the next interval", exc)
         await asyncio.sleep(interval)
