@@ -118,8 +118,8 @@ def replicas(
         "MODELGO_REDIS_URL": own_redis.url,
         "MODELGO_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:",
         "MODELGO_REPLICA_DEAD_SECONDS": str(DEAD_SECONDS),
-        # the longest poll: changes made through one replica must reach the other by notice
-        "MODELGO_SNAPSHOT_POLL_SECONDS": "1.0",
+        # a long poll: changes reach the other replica by notice (commands announce theirs too)
+        "MODELGO_SNAPSHOT_POLL_SECONDS": "5",
     }
     first = Gateway(data_dir=shared, database_url=url, extra_env=dict(env))
     second = Gateway(data_dir=shared, database_url=url, extra_env=dict(env))
@@ -133,11 +133,12 @@ def replicas(
 
 
 def funded_user(gw: Gateway, replicas: list[Gateway], reservations: int) -> tuple[str, int]:
-    """A user whose balance covers exactly `reservations` of BODY, live on every replica."""
-    _, key, user_id = gw.new_user("0")
-    gw.db(lambda c, _k: repo.add_credit(c, user_id, reservations * RESERVATION, note="test"))
+    """A user whose balance covers exactly `reservations` of BODY, live on every replica: credited
+    by `model-go credit add`, which announces the change (the replicas poll only every 5 s)."""
+    username, key, user_id = gw.new_user("0")
+    gw.cli("credit", "add", username, f"{reservations * RESERVATION / 1_000_000:.6f}")
     for replica in replicas:
-        replica.wait_config_live()
+        replica.wait_config_live(timeout=2)
     return key, user_id
 
 
@@ -411,8 +412,8 @@ def past_usage(key_id: int, user_id: int, cost: int, at: datetime) -> dict[str, 
 
 
 def test_a_revocation_reaches_the_other_replica_by_notice_not_by_poll(replicas: list[Gateway]) -> None:
-    """Polls are 1 s apart here: five revocations each seen in under 0.3 s would happen by polling
-    alone with a chance of 0.3^5 (0.2%)."""
+    """Polls are 5 s apart here: five revocations each seen within 1 s would happen by polling alone
+    with a chance of 0.2^5 (0.03%)."""
     first, second = replicas
     _, owner, _ = first.new_user("5")
     auth = {"Authorization": f"Bearer {owner}"}
@@ -427,7 +428,7 @@ def test_a_revocation_reaches_the_other_replica_by_notice_not_by_poll(replicas: 
         assert gone.status_code == 204, gone.text
         revoked_at = time.monotonic()
         while httpx.get(models, headers={"Authorization": f"Bearer {secret}"}, timeout=30).status_code == 200:
-            assert time.monotonic() - revoked_at < 2.0
+            assert time.monotonic() - revoked_at < 6.0
             time.sleep(0.01)
         delays.append(time.monotonic() - revoked_at)
-    assert max(delays) < 0.3, delays
+    assert max(delays) < 1.0, delays
