@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +43,7 @@ class Pair:
     key: str
 
 
-def add_channels(lanes: MockLanes) -> Callable[[AsyncConnection, KeyRing], object]:
+def add_channels(lanes: MockLanes) -> Callable[[AsyncConnection, KeyRing], Awaitable[None]]:
     async def add(conn: AsyncConnection, keyring: KeyRing) -> None:
         for name, (lane, priority, models, config) in CHANNELS.items():
             await channel_service.add(

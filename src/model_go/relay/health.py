@@ -1,5 +1,8 @@
 """Channel health, in memory per process: a circuit breaker per (channel, model) and a count of
-credential / quota refusals per channel.
+credential / quota refusals per channel. With several replicas on one Redis, `SharedHealth`
+(relay/redis_health.py) keeps the circuits in Redis and this class as each replica's mirror of them
+(and as its fallback while Redis is unreachable); refusals stay per process, and disabling is shared
+through the database.
 
     closed ──failure_threshold failures in a row──▶ open: skipped for the cooldown (≥ Retry-After)
     open ──cooldown over: the next request, and only it, is the half-open probe──▶ half-open

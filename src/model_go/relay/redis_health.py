@@ -183,7 +183,8 @@ return record(h, member, KEYS[2])
 """
 )
 
-# KEYS: index, version counter. ARGV: record key prefix. Every open circuit's record, flattened.
+# KEYS: index, version counter. ARGV: record key prefix. Every open circuit's record, flattened. It
+# reads records it cannot name in KEYS (one Redis server, as everything here; not Redis Cluster).
 SNAPSHOT = (
     PRELUDE
     + """
