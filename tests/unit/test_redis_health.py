@@ -20,7 +20,7 @@ from model_go.errors import RateLimited, UpstreamError
 from model_go.providers.base import Channel
 from model_go.relay.health import ADMITTED, PROBE, REFUSED
 from model_go.relay.policy import ChannelPolicy
-from model_go.relay.redis_health import SharedHealth
+from model_go.relay.redis_health import CLAIM_SECONDS, SharedHealth
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 M = "model-a"
@@ -174,16 +174,18 @@ async def test_a_replica_that_wanted_the_channel_probes_with_its_first_request_a
         assert replica.health.admit(CH, M) == REFUSED
 
 
-async def test_without_a_request_during_the_cooldown_the_first_one_after_it_claims_the_probe(
+async def test_an_unused_claim_lapses_and_the_next_request_after_it_claims_the_probe(
     pair: tuple[Replica, Replica],
 ) -> None:
     a, b = pair
     for _ in range(3):
         a.fail()
-    await settled(a, b)
-    await asyncio.sleep(0.45)  # nobody asked for the channel while it cooled: nobody claimed
+    await settled(a, b)  # B never asked while it cooled: only A (whose failure opened it) wants it
+    await asyncio.sleep(0.5)  # cooldown 0.4 s over: A claimed the probe, and sends no request
+    assert b.health.admit(CH, M) == REFUSED
+    await asyncio.sleep(CLAIM_SECONDS)  # A's claim lapses unused
     assert b.health.admit(CH, M) == REFUSED  # found it due: B claims, this request is skipped
-    await eventually(lambda: b.health.admit(CH, M) == PROBE, what="B's next request probes")
+    await eventually(lambda: b.health.admit(CH, M) == PROBE, timeout=1, what="B's next request probes")
     assert a.health.admit(CH, M) == REFUSED
 
 

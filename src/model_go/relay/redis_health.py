@@ -14,8 +14,9 @@ replica keeps a mirror of it in its in-process `Health`, so admission stays one 
 
 The request path never waits for Redis: outcomes are queued and a task the supervisor owns sends
 them, and the replies and published changes update the mirror. A replica wants a probe when a
-request found the circuit open; it claims at the end of the cooldown, or, without such a request,
-when the first request after the cooldown arrives (that request is skipped; the next one probes).
+request found the circuit open, or its own failure opened it; it claims at the end of the cooldown,
+or, without such a request (or once an unused claim lapsed), when the first request after that
+arrives (that request is skipped; the next one probes).
 
 When Redis cannot be reached the replica falls back to its own in-process circuits (`Health`,
 today's single-node behaviour) starting from what it last mirrored, logs that at most every 10 s,
@@ -368,6 +369,9 @@ class SharedHealth(Health):
         self._mirror(reply)
         if len(reply) > FIELDS:  # this outcome opened or closed the circuit: the database hears it
             self._report_cooldown(channel_id)
+            circuit = self._circuits.get(channel_id, {}).get(model)
+            if circuit is not None and circuit.open_until:
+                circuit.wanted = True  # this replica has traffic for it: it claims the next probe
 
     def _apply_here(self, outcome: _Outcome) -> None:
         """An outcome Redis did not take, counted by this replica's own circuit instead."""
