@@ -321,3 +321,17 @@ async def test_falls_back_while_redis_is_gone_and_shares_again_when_it_returns(
         await a.stop()
         if relay.server is not None and relay.server.is_serving():
             await relay.cut()
+
+
+async def test_a_message_it_cannot_read_is_ignored(
+    pair: tuple[Replica, Replica], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = pair
+    client = redis.Redis.from_url(REDIS_URL)
+    client.publish(a.health.topic, b'{"not": "a record"}')
+    client.publish(a.health.topic, b"[1, 2]")
+    client.close()
+    for _ in range(3):
+        b.fail()
+    await eventually(lambda: a.health.admit(CH, M) == REFUSED, what="A still follows B")
+    assert "ignored a channel health message it cannot read" in caplog.text

@@ -314,7 +314,11 @@ class SharedHealth(Health):
             message = await pubsub.get_message(timeout=LISTEN_SECONDS)
             _stop_if_cancelled()
             if message is not None and message.get("type") == "message":
-                self._mirror(orjson.loads(message["data"]))
+                try:
+                    record = orjson.loads(message["data"])
+                    self._mirror(record)
+                except (ValueError, TypeError):  # not a record this version writes (a rolling upgrade)
+                    log.warning("ignored a channel health message it cannot read")
             if loop.time() >= resync_at:
                 await self._resync()
                 resync_at = loop.time() + RESYNC_SECONDS
