@@ -1,8 +1,9 @@
 """Channel health shared through a real Redis (127.0.0.1:6379, a prefix of its own per test) by two
 `SharedHealth` replicas in one event loop: failures counted across replicas, a circuit opened on one
 skipped by the other, one half-open probe between them, closing and reopening everywhere, the count
-reset by a success elsewhere; and, through a TCP relay the test can cut, the fallback to in-process
-circuits while Redis is unreachable and the return to sharing without a restart."""
+reset by a success elsewhere; and, through a TCP proxy the test can cut (tests/support/tcp_proxy.py),
+the fallback to in-process circuits while Redis is unreachable and the return to sharing without a
+restart."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from model_go.providers.base import Channel
 from model_go.relay.health import ADMITTED, PROBE, REFUSED
 from model_go.relay.policy import ChannelPolicy
 from model_go.relay.redis_health import CLAIM_SECONDS, SharedHealth
+from tests.support.tcp_proxy import TcpProxy
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 M = "model-a"
@@ -255,53 +257,17 @@ async def test_unreachable_redis_keeps_the_in_process_breaker(caplog: pytest.Log
         await alone.stop()
 
 
-class Relay:
-    """A TCP relay to Redis that the test can cut (every connection dropped, new ones refused)
-    and restore on the same port: Redis going away and coming back, for one client only."""
-
-    def __init__(self) -> None:
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self.writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.writers:
-            writer.close()
-        self.writers.clear()
-        await self.server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 6379)
-        self.writers += [writer, up_writer]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
 async def test_falls_back_while_redis_is_gone_and_shares_again_when_it_returns(
     pair: tuple[Replica, Replica], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "model_go.relay")
     _, b = pair
-    relay = Relay()
-    await relay.start()
+    proxy = TcpProxy(6379).start()
     prefix = b.health.prefix.removesuffix("health:")
-    a = Replica(SharedHealth(f"redis://127.0.0.1:{relay.port}/0", prefix, probe_seconds=5)).start()
+    a = Replica(SharedHealth(f"redis://127.0.0.1:{proxy.port}/0", prefix, probe_seconds=5)).start()
     try:
-        await eventually(lambda: a.health.shared, what="A sharing through the relay")
-        await relay.cut()
+        await eventually(lambda: a.health.shared, what="A sharing through the proxy")
+        proxy.cut()
         a.fail()  # the sender finds Redis gone: A counts on its own from here
         await eventually(lambda: not a.health.shared, what="A falls back")
         a.fail()
@@ -309,7 +275,7 @@ async def test_falls_back_while_redis_is_gone_and_shares_again_when_it_returns(
         assert a.health.admit(CH, M) == REFUSED, "the in-process breaker works meanwhile"
         assert b.health.admit(CH, M) == ADMITTED  # B never heard: the failures were not shared
         assert "Redis is unreachable" in caplog.text
-        await relay.start()  # Redis is back, on the same address
+        proxy.restore()  # Redis is back, on the same address
         await eventually(lambda: a.health.shared, timeout=5, what="A shares again without a restart")
         assert "channel health is shared through Redis" in caplog.text
         # shared again: a circuit B opens now is skipped by A too
@@ -319,8 +285,7 @@ async def test_falls_back_while_redis_is_gone_and_shares_again_when_it_returns(
         await eventually(lambda: a.health.admit(other, M) == REFUSED, what="A hears B's circuit open")
     finally:
         await a.stop()
-        if relay.server is not None and relay.server.is_serving():
-            await relay.cut()
+        proxy.stop()
 
 
 async def test_a_message_it_cannot_read_is_ignored(
