@@ -154,7 +154,7 @@ async def start(settings: Settings) -> AppState:
         ledger=ledger,
         limiter=_limiter(settings),
         usage=writer,
-        health=Health(reporter=health_store),
+        health=_health(settings, health_store),
         health_store=health_store,
         policies=Policies(),
         authenticator=Authenticator(keyring, engine),
@@ -229,6 +229,17 @@ def _shared_ledger(ledger: Ledger) -> RedisLedger:
     return ledger
 
 
+def _health(settings: Settings, reporter: HealthStore) -> Health:
+    """Circuits shared through Redis when replicas share one (MODELGO_REDIS_URL), else here."""
+    if settings.redis_url:
+        from model_go.relay.redis_health import SharedHealth  # the redis client only when used
+
+        return SharedHealth(
+            settings.redis_url, settings.redis_prefix, settings.upstream_total_timeout, reporter=reporter
+        )
+    return Health(reporter=reporter)
+
+
 def _start_tasks(state: AppState, accounts: AccountsRuntime) -> None:
     """Every background task, under the one supervisor; the final flushes run in this order."""
     settings, supervisor = state.settings, state.supervisor
@@ -248,6 +259,8 @@ def _start_tasks(state: AppState, accounts: AccountsRuntime) -> None:
         ledger = _shared_ledger(state.ledger)
         supervisor.start("ledger-sender", ledger.run, ledger.flush)
         supervisor.start("ledger-beat", ledger.beat)
+    for name, run, flush in state.health.tasks():  # shared circuits: Redis sender and listener
+        supervisor.start(name, run, flush)
     supervisor.start("channel-health", state.health_store.run, state.health_store.flush)
     supervisor.start("mail-sender", lambda: accounts.sender.run(settings.mail_poll_seconds))
     supervisor.start(

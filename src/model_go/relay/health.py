@@ -1,5 +1,8 @@
 """Channel health, in memory per process: a circuit breaker per (channel, model) and a count of
-credential / quota refusals per channel.
+credential / quota refusals per channel. With several replicas on one Redis, `SharedHealth`
+(relay/redis_health.py) keeps the circuits in Redis and this class as each replica's mirror of them
+(and as its fallback while Redis is unreachable); refusals stay per process, and disabling is shared
+through the database.
 
     closed ──failure_threshold failures in a row──▶ open: skipped for the cooldown (≥ Retry-After)
     open ──cooldown over: the next request, and only it, is the half-open probe──▶ half-open
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -90,6 +93,11 @@ class Circuit:
     trips: int = 0
     last_trip: float = 0.0
     cause: GatewayError | None = None  # what opened it: told to clients while every channel cools
+    # kept by SharedHealth only (relay/redis_health.py): this replica holds the one probe across
+    # replicas until then (monotonic); a claim is on its way to Redis; a request found it open
+    claim_until: float = 0.0
+    claiming: bool = False
+    wanted: bool = False
 
 
 class Health:
@@ -99,6 +107,10 @@ class Health:
         self._circuits: dict[int, dict[str, Circuit]] = {}
         self._refusals: dict[int, int] = {}
         self._disabled: dict[int, Channel] = {}  # the Channel object: a reload after `enable` clears it
+
+    def tasks(self) -> list[tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]] | None]]:
+        """Background work for the supervisor: (name, run, final flush). None in process."""
+        return []
 
     def circuit_states(self) -> list[tuple[int, str, str]]:
         """(channel id, model, closed | open | half_open) of every circuit this process keeps."""
@@ -125,10 +137,7 @@ class Health:
         circuit = circuits.get(model)
         if circuit is None or not circuit.open_until:
             return ADMITTED
-        if circuit.probing or self.clock() < circuit.open_until:
-            return REFUSED
-        circuit.probing = True
-        return PROBE
+        return self._admit_open(channel, model, circuit)
 
     def succeeded(self, channel: Channel, model: str, admission: int, policy: ChannelPolicy) -> None:
         if self._refusals:
@@ -137,18 +146,7 @@ class Health:
         circuit = circuits.get(model) if circuits is not None else None
         if circuits is None or circuit is None:
             return
-        if circuit.open_until:
-            if admission != PROBE:
-                return  # a request from before the circuit opened: only the probe may close it
-            circuit.open_until, circuit.probing, circuit.cause = 0.0, False, None
-            self._report_cooldown(channel.id)
-        circuit.failures = 0
-        # a circuit that tripped keeps its count of trips for a while, so a flapping upstream gets
-        # ever longer cooldowns instead of ping-pong
-        if not circuit.trips or self.clock() - circuit.last_trip > TRIP_MEMORY * policy.max_cooldown_seconds:
-            del circuits[model]
-            if not circuits:
-                del self._circuits[channel.id]
+        self._count_success(channel, model, circuit, admission, policy)
 
     def release(self, channel: Channel, model: str, admission: int) -> None:
         """The attempt ended without a verdict (client gone, shutdown): let another request probe."""
@@ -156,7 +154,7 @@ class Health:
             return
         circuit = self._circuits.get(channel.id, {}).get(model)
         if circuit is not None:
-            circuit.probing = False
+            self._release(channel, model, circuit)
 
     def failed(
         self, channel: Channel, model: str, admission: int, exc: GatewayError, policy: ChannelPolicy
@@ -171,15 +169,7 @@ class Health:
             self.release(channel, model, admission)
             self._refused(channel, exc, policy)
             return
-        circuit = self._circuits.setdefault(channel.id, {}).setdefault(model, Circuit())
-        if circuit.open_until:
-            if admission == PROBE:
-                circuit.probing = False
-                self._open(channel.id, circuit, exc, policy)
-            return  # in flight before the circuit opened: no longer cooldown, no storm of probes
-        circuit.failures += 1
-        if circuit.failures >= policy.failure_threshold:
-            self._open(channel.id, circuit, exc, policy)
+        self._count_failure(channel, model, admission, exc, policy)
 
     def refusal(self, channels: list[Channel], model: str) -> GatewayError:
         """The error for a request whose every candidate channel was skipped."""
@@ -209,6 +199,47 @@ class Health:
             code="upstream_cooling_down",
             headers=wait,
         )
+
+    # -- the circuit, in this process (SharedHealth overrides these four) -------------------------
+
+    def _admit_open(self, channel: Channel, model: str, circuit: Circuit) -> int:
+        if circuit.probing or self.clock() < circuit.open_until:
+            return REFUSED
+        circuit.probing = True
+        return PROBE
+
+    def _count_success(
+        self, channel: Channel, model: str, circuit: Circuit, admission: int, policy: ChannelPolicy
+    ) -> None:
+        circuits = self._circuits[channel.id]
+        if circuit.open_until:
+            if admission != PROBE:
+                return  # a request from before the circuit opened: only the probe may close it
+            circuit.open_until, circuit.probing, circuit.cause = 0.0, False, None
+            self._report_cooldown(channel.id)
+        circuit.failures = 0
+        # a circuit that tripped keeps its count of trips for a while, so a flapping upstream gets
+        # ever longer cooldowns instead of ping-pong
+        if not circuit.trips or self.clock() - circuit.last_trip > TRIP_MEMORY * policy.max_cooldown_seconds:
+            del circuits[model]
+            if not circuits:
+                del self._circuits[channel.id]
+
+    def _release(self, channel: Channel, model: str, circuit: Circuit) -> None:
+        circuit.probing = False
+
+    def _count_failure(
+        self, channel: Channel, model: str, admission: int, exc: GatewayError, policy: ChannelPolicy
+    ) -> None:
+        circuit = self._circuits.setdefault(channel.id, {}).setdefault(model, Circuit())
+        if circuit.open_until:
+            if admission == PROBE:
+                circuit.probing = False
+                self._open(channel.id, circuit, exc, policy)
+            return  # in flight before the circuit opened: no longer cooldown, no storm of probes
+        circuit.failures += 1
+        if circuit.failures >= policy.failure_threshold:
+            self._open(channel.id, circuit, exc, policy)
 
     # -- transitions ----------------------------------------------------------------------------
 
