@@ -1,0 +1,179 @@
+"""`model-go serve --workers N`: N server processes on one listening socket, supervised by this one.
+
+Each worker is a `model-go serve` child started afresh (`python -m model_go`, not a fork: this process
+has a logging thread and has used asyncio, neither of which survives a fork), handed the listening
+socket as an inherited file descriptor; the kernel gives each new connection to one of them. A worker
+is a replica like one on another machine: it keeps nothing another needs, because balances, limits,
+sign-in throttling and channel health are in the shared Redis and PostgreSQL. That is why more than
+one needs MODELGO_REDIS_URL (refused here otherwise, with the reason).
+
+The supervisor migrates and bootstraps once before any worker starts (serve.py), then:
+- SIGTERM or SIGINT: SIGTERM to every worker, which drains its requests for up to
+  MODELGO_SHUTDOWN_GRACE_SECONDS; a worker still alive DRAIN_MARGIN_SECONDS later is killed. A second
+  signal sends SIGINT, which makes uvicorn cut the drain short. Exit status 0 when every worker
+  finished its shutdown, else 1.
+- a worker that exits on its own after it has run STARTUP_SECONDS is reported (a log line at ERROR)
+  and replaced; one that exits sooner failed to start, which a replacement would repeat, so every
+  worker is stopped and the supervisor exits 1 (for systemd, Docker or Kubernetes to act on).
+Workers run in process groups of their own, so a terminal's Ctrl-C reaches them once, through here;
+a worker whose supervisor dies (SIGKILL) notices within a second and shuts down (serve.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import FrameType
+
+log = logging.getLogger("model_go.workers")
+
+STARTUP_SECONDS = 10.0
+DRAIN_MARGIN_SECONDS = 10.0
+POLL_SECONDS = 0.2
+# what a worker's exit status is after a shutdown we asked for (uvicorn re-raises the signal it got)
+CLEAN_EXITS = frozenset({0, -signal.SIGTERM, -signal.SIGINT})
+
+
+def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """The socket every worker accepts on, bound and listening (connections queue while they start)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class Worker:
+    index: int  # 1..N, stable across a restart: its log lines and metrics port follow it
+    proc: subprocess.Popen[bytes]
+    started: float
+
+
+class Supervisor:
+    """Starts `count` workers on `sock`, restarts one that dies after starting, drains all on a signal."""
+
+    def __init__(
+        self,
+        count: int,
+        sock: socket.socket,
+        grace_seconds: float,
+        worker_env: Mapping[int, Mapping[str, str]] | None = None,
+    ) -> None:
+        self.count = count
+        self.sock = sock
+        self.grace_seconds = grace_seconds
+        self.worker_env = worker_env or {}
+        self.workers: dict[int, Worker] = {}
+        self.signals: list[int] = []
+
+    def command(self, index: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "model_go",
+            "serve",
+            "--no-migrate",
+            "--worker-fd",
+            str(self.sock.fileno()),
+            "--worker-index",
+            str(index),
+        ]
+
+    def spawn(self, index: int) -> Worker:
+        env = {**os.environ, **self.worker_env.get(index, {})}
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
+            self.command(index), env=env, pass_fds=(self.sock.fileno(),), process_group=0
+        )
+        log.info("worker %d started (pid %d)", index, proc.pid)
+        worker = Worker(index, proc, time.monotonic())
+        self.workers[index] = worker
+        return worker
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.signals.append(signum)
+
+    def run(self) -> int:
+        """Supervise until a signal or a worker that failed to start; the exit status."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        for index in range(1, self.count + 1):
+            self.spawn(index)
+        failed = False
+        while not self.signals and not failed:
+            time.sleep(POLL_SECONDS)
+            for worker in list(self.workers.values()):
+                code = worker.proc.poll()
+                if code is None:
+                    continue
+                uptime = time.monotonic() - worker.started
+                if uptime < STARTUP_SECONDS:
+                    log.error(
+                        "worker %d (pid %d) exited with status %d %.1f s after it started; stopping "
+                        "the other workers",
+                        worker.index,
+                        worker.proc.pid,
+                        code,
+                        uptime,
+                    )
+                    failed = True
+                    break
+                log.error(
+                    "worker %d (pid %d) exited with status %d; starting another",
+                    worker.index,
+                    worker.proc.pid,
+                    code,
+                )
+                self.spawn(worker.index)
+        clean = self.drain()
+        return 1 if failed or not clean else 0
+
+    def drain(self) -> bool:
+        """SIGTERM every worker and wait for all of them; True when each finished its own shutdown."""
+        alive = {i: w for i, w in self.workers.items() if w.proc.poll() is None}
+        log.info("stopping %d workers (up to %.0f s for requests in flight)", len(alive), self.grace_seconds)
+        for worker in alive.values():
+            _send(worker, signal.SIGTERM)
+        forwarded = len(self.signals)
+        deadline = time.monotonic() + self.grace_seconds + DRAIN_MARGIN_SECONDS
+        while any(w.proc.poll() is None for w in alive.values()) and time.monotonic() < deadline:
+            if len(self.signals) > forwarded:  # asked again: cut the drain short
+                forwarded = len(self.signals)
+                for worker in alive.values():
+                    _send(worker, signal.SIGINT)
+            time.sleep(POLL_SECONDS)
+        clean = True
+        for worker in alive.values():
+            if worker.proc.poll() is None:
+                log.error(
+                    "worker %d (pid %d) did not stop in time; killing it", worker.index, worker.proc.pid
+                )
+                worker.proc.kill()
+                worker.proc.wait()
+                clean = False
+            elif worker.proc.returncode not in CLEAN_EXITS:
+                log.error(
+                    "worker %d (pid %d) exited with status %d while stopping",
+                    worker.index,
+                    worker.proc.pid,
+                    worker.proc.returncode,
+                )
+                clean = False
+        self.sock.close()
+        return clean
+
+
+def _send(worker: Worker, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it exited between the poll and the signal
+        worker.proc.send_signal(sig)

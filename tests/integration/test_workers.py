@@ -1,0 +1,260 @@
+"""`model-go serve --workers 2` on one PostgreSQL database and one Redis: both workers answer on the
+one port, a key's requests-a-minute limit holds across them, SIGTERM to the supervisor drains and
+ends every worker (a stream in flight finishes), a worker killed outright is replaced, workers whose
+supervisor is killed end on their own; and without Redis, `--workers 2` is refused with the reason.
+
+Which worker served a request is read from the server's JSON log: each worker's lines carry
+`worker` and `pid` fields, and the relay's line names the request id the client got back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from model_go.cli.workers import STARTUP_SECONDS
+from tests.conftest import add_mock_channel
+from tests.support.gateway import Gateway, create_pg_database, drop_pg_database, postgres_available
+from tests.support.mock_openai import MockUpstream
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+WORKERS = ("--workers", "2")
+
+
+def redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@contextmanager
+def workers_gateway(data_dir: Path, upstream: MockUpstream) -> Iterator[Gateway]:
+    """Started on a database of its own, with both workers up (the first answer to /readyz may come
+    before the second is); stopped and the database dropped afterwards."""
+    if not postgres_available() or not redis_available():
+        pytest.fail(
+            "workers need PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (.ci/run starts both)"
+        )
+    url = create_pg_database()
+    env = {"MODELGO_REDIS_URL": REDIS_URL, "MODELGO_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:"}
+    gw = Gateway(data_dir=data_dir, database_url=url, extra_env=env, serve_args=WORKERS)
+    try:
+        add_mock_channel(gw, upstream, ["gpt-mock", "mock-slow-stream"])
+        gw.start()
+        wait_for(lambda: len(startups(gw)) == 2, "both workers to start")
+        yield gw
+    finally:
+        gw.stop()
+        drop_pg_database(url)
+
+
+@pytest.fixture(scope="module")
+def server(upstream: MockUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with workers_gateway(tmp_path_factory.mktemp("workers"), upstream) as gw:
+        yield gw
+
+
+def wait_for(condition: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def records(gw: Gateway) -> list[dict[str, Any]]:
+    """The JSON log lines (stdout's banner lines, in the same file, are not JSON)."""
+    lines = [line for line in gw.output().splitlines() if line.startswith("{")]
+    return [orjson.loads(line) for line in lines]
+
+
+def spawned(gw: Gateway) -> list[tuple[int, int]]:
+    """(worker index, pid) of every worker the supervisor started, in order."""
+    found = []
+    for rec in records(gw):
+        if (
+            rec["logger"] == "model_go.workers"
+            and rec["msg"].endswith(")")
+            and " started (pid " in rec["msg"]
+        ):
+            words = rec["msg"].replace("(", " ").replace(")", " ").split()  # worker N started pid P
+            found.append((int(words[1]), int(words[4])))
+    return found
+
+
+def startups(gw: Gateway) -> set[int]:
+    """Pids of the workers that finished starting up."""
+    return {r["pid"] for r in records(gw) if r["msg"] == "Application startup complete." and "worker" in r}
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped by whoever inherited it, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def chat(gw: Gateway, secret: str) -> httpx.Response:
+    body = {"model": "gpt-mock", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    # a connection of its own each time, so the kernel hands each request to either worker
+    return httpx.post(
+        gw.base_url + "/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=30,
+    )
+
+
+def served_by(gw: Gateway, answers: list[httpx.Response]) -> list[int]:
+    """Which worker answered each response, from the relay's log line for its request id (request
+    lines are written four times a second, so wait for them)."""
+    ids = [r.headers["x-request-id"] for r in answers]
+    workers: dict[str, int] = {}
+
+    def logged() -> bool:
+        for rec in records(gw):
+            if rec["logger"] == "model_go.relay" and "request_id" in rec:
+                workers[rec["request_id"]] = rec["worker"]
+        return all(i in workers for i in ids)
+
+    wait_for(logged, "the request log lines", timeout=10)
+    return [workers[i] for i in ids]
+
+
+def test_both_workers_answer_on_one_port(server: Gateway) -> None:
+    assert server.proc is not None
+    pids = dict(spawned(server))
+    assert sorted(pids) == [1, 2]
+    assert children(server.proc.pid) == set(pids.values())  # the supervisor's own, nothing else
+    assert startups(server) == set(pids.values())
+    _, secret, _ = server.new_user("5")
+    answers = [chat(server, secret) for _ in range(30)]
+    assert [r.status_code for r in answers] == [200] * 30
+    by = served_by(server, answers)
+    assert set(by) == {1, 2}, by
+    # each worker's lines carry its own pid
+    for rec in records(server):
+        if "worker" in rec:
+            assert rec["pid"] == pids[rec["worker"]]
+
+
+def test_requests_a_minute_hold_across_workers(server: Gateway) -> None:
+    username, _, _ = server.new_user("5")
+    secret = server.cli("key", "add", username, "--rpm", "6").stdout.strip().splitlines()[-1]
+    server.wait_key_live(secret, timeout=10)  # (GET /v1/models, which the limit does not count)
+    answers = [chat(server, secret) for _ in range(12)]
+    statuses = [r.status_code for r in answers]
+    assert statuses.count(200) == 6 and statuses.count(429) == 6, statuses
+    by = served_by(server, answers)
+    assert set(by) == {1, 2}, by  # both workers answered, and the count was one count
+    refused = [r for r in answers if r.status_code == 429]
+    for resp in refused:
+        assert resp.json()["error"]["code"] == "rate_limit_exceeded"
+        assert resp.headers["x-ratelimit-limit-requests"] == "6"
+
+
+def test_sigterm_drains_every_worker_and_a_killed_worker_is_replaced(
+    upstream: MockUpstream, tmp_path: Path
+) -> None:
+    with workers_gateway(tmp_path, upstream) as gw:
+        _kill_one_then_drain(gw)
+
+
+def _kill_one_then_drain(gw: Gateway) -> None:
+    both_spawned = time.monotonic()  # (at the latest)
+    assert gw.proc is not None
+    first = dict(spawned(gw))
+    # a worker that dies once it has run is replaced (one that dies sooner failed to start)
+    time.sleep(max(0.0, both_spawned + STARTUP_SECONDS + 0.5 - time.monotonic()))
+    os.kill(first[1], signal.SIGKILL)
+    wait_for(lambda: len(spawned(gw)) == 3, "worker 1 to be replaced")
+    replacement = spawned(gw)[-1]
+    assert replacement[0] == 1 and replacement[1] != first[1]
+    assert any(
+        r["msg"] == f"worker 1 (pid {first[1]}) exited with status -9; starting another" for r in records(gw)
+    )
+    wait_for(lambda: replacement[1] in startups(gw), "the replacement to start")
+    assert children(gw.proc.pid) == {first[2], replacement[1]}
+    _, secret, _ = gw.new_user("5")
+    assert chat(gw, secret).status_code == 200
+
+    # a stream in flight when SIGTERM arrives finishes (20 chunks, 50 ms apart), then all stop
+    chunks: list[bytes] = []
+    streaming = threading.Event()
+
+    def stream() -> None:
+        body = {
+            "model": "mock-slow-stream",
+            "stream": True,
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+        with httpx.stream(
+            "POST",
+            gw.base_url + "/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=30,
+        ) as resp:
+            for chunk in resp.iter_bytes():
+                chunks.append(chunk)
+                streaming.set()
+
+    reader = threading.Thread(target=stream)
+    reader.start()
+    assert streaming.wait(10)
+    gw.stop_gracefully()  # exit status 0, and "Application shutdown complete" logged
+    reader.join(10)
+    assert b"data: [DONE]" in b"".join(chunks)
+    for pid in (first[2], replacement[1]):
+        assert not alive(pid), f"worker {pid} outlived its supervisor"
+    assert sum(r["msg"] == "Application shutdown complete." for r in records(gw)) == 2
+
+
+def test_workers_end_when_their_supervisor_is_killed(upstream: MockUpstream, tmp_path: Path) -> None:
+    with workers_gateway(tmp_path, upstream) as gw:
+        pids = [pid for _, pid in spawned(gw)]
+        gw.stop(signal.SIGKILL)
+        wait_for(lambda: not any(alive(pid) for pid in pids), "the orphaned workers to exit", timeout=15)
+        gone = [r["pid"] for r in records(gw) if r["msg"] == "the supervisor is gone; shutting down"]
+        assert sorted(gone) == sorted(pids)
+
+
+def test_workers_without_redis_are_refused_with_the_reason(tmp_path: Path) -> None:
+    gw = Gateway(data_dir=tmp_path, database_url=None)
+    result = gw.cli("serve", "--workers", "2", check=False, process=True)
+    assert result.returncode == 1
+    message = " ".join(result.stderr.split())
+    assert "--workers 2 needs MODELGO_REDIS_URL" in message
+    assert "balance reservations, rate limits, sign-in throttling and channel health" in message
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "model-go.db").exists()  # refused before touching the database
