@@ -9,9 +9,9 @@ one needs MODELGO_REDIS_URL (refused here otherwise, with the reason).
 
 The supervisor migrates and bootstraps once before any worker starts (serve.py), then:
 - SIGTERM or SIGINT: SIGTERM to every worker, which drains its requests for up to
-  MODELGO_SHUTDOWN_GRACE_SECONDS; a worker still alive DRAIN_MARGIN_SECONDS later is killed. A second
-  signal sends SIGINT, which makes uvicorn cut the drain short. Exit status 0 when every worker
-  finished its shutdown, else 1.
+  MODELGO_SHUTDOWN_GRACE_SECONDS and flushes usage; a worker still alive DRAIN_MARGIN_SECONDS later
+  is killed. Further signals are not passed on (see drain). Exit status 0 when every worker finished
+  its shutdown, else 1.
 - a worker that exits on its own after it has run STARTUP_SECONDS is reported (a log line at ERROR)
   and replaced; one that exits sooner failed to start, which a replacement would repeat, so every
   worker is stopped and the supervisor exits 1 (for systemd, Docker or Kubernetes to act on).
@@ -145,13 +145,14 @@ class Supervisor:
         log.info("stopping %d workers (up to %.0f s for requests in flight)", len(alive), self.grace_seconds)
         for worker in alive.values():
             _send(worker, signal.SIGTERM)
-        forwarded = len(self.signals)
+        heard = len(self.signals)
         deadline = time.monotonic() + self.grace_seconds + DRAIN_MARGIN_SECONDS
         while any(w.proc.poll() is None for w in alive.values()) and time.monotonic() < deadline:
-            if len(self.signals) > forwarded:  # asked again: cut the drain short
-                forwarded = len(self.signals)
-                for worker in alive.values():
-                    _send(worker, signal.SIGINT)
+            if len(self.signals) > heard:
+                # not passed on: a second signal makes uvicorn skip the application's shutdown, and
+                # with it the final flush of usage rows and debits
+                heard = len(self.signals)
+                log.warning("already stopping: the workers finish their requests and flush first")
             time.sleep(POLL_SECONDS)
         clean = True
         for worker in alive.values():
