@@ -127,7 +127,12 @@ def test_nginx_sends_to_every_replica_and_streams() -> None:
     # a reply without streaming arrives whole, after as long as model-go may wait on the upstream
     assert seconds(directive("proxy_read_timeout")[0]) >= Settings().upstream_total_timeout
     # model-go's own 413 (in the API's shape) for bodies over its limit, not nginx's page
-    assert nginx_bytes(directive("client_max_body_size")[0]) > Settings().max_body_bytes
+    largest = nginx_bytes(directive("client_max_body_size")[0])
+    assert largest > Settings().max_body_bytes
+    # prompts never in a temporary file: every body fits nginx's memory buffer, no reply spills over
+    assert nginx_bytes(directive("client_body_buffer_size")[0]) >= largest
+    assert directive("proxy_max_temp_file_size") == ["0"]
+    assert directive("client_body_in_file_only") in ([], ["off"])
     assert services()[NGINX]["volumes"] == ["./nginx.conf:/etc/nginx/nginx.conf:ro"]
 
 
