@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -24,7 +25,13 @@ import pytest
 
 from model_go.cli.workers import STARTUP_SECONDS
 from tests.conftest import add_mock_channel
-from tests.support.gateway import Gateway, create_pg_database, drop_pg_database, postgres_available
+from tests.support.gateway import (
+    Gateway,
+    create_pg_database,
+    drop_pg_database,
+    free_port,
+    postgres_available,
+)
 from tests.support.mock_openai import MockUpstream
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -41,7 +48,9 @@ def redis_available() -> bool:
 
 
 @contextmanager
-def workers_gateway(data_dir: Path, upstream: MockUpstream) -> Iterator[Gateway]:
+def workers_gateway(
+    data_dir: Path, upstream: MockUpstream, extra_env: dict[str, str] | None = None
+) -> Iterator[Gateway]:
     """Started on a database of its own, with both workers up (the first answer to /readyz may come
     before the second is); stopped and the database dropped afterwards."""
     if not postgres_available() or not redis_available():
@@ -50,6 +59,7 @@ def workers_gateway(data_dir: Path, upstream: MockUpstream) -> Iterator[Gateway]
         )
     url = create_pg_database()
     env = {"MODELGO_REDIS_URL": REDIS_URL, "MODELGO_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:"}
+    env.update(extra_env or {})
     gw = Gateway(data_dir=data_dir, database_url=url, extra_env=env, serve_args=WORKERS)
     try:
         add_mock_channel(gw, upstream, ["gpt-mock", "mock-slow-stream"])
@@ -63,8 +73,22 @@ def workers_gateway(data_dir: Path, upstream: MockUpstream) -> Iterator[Gateway]
 
 @pytest.fixture(scope="module")
 def server(upstream: MockUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with workers_gateway(tmp_path_factory.mktemp("workers"), upstream) as gw:
+    metrics = {"MODELGO_METRICS_PORT": str(two_free_ports())}
+    with workers_gateway(tmp_path_factory.mktemp("workers"), upstream, metrics) as gw:
         yield gw
+
+
+def two_free_ports() -> int:
+    """A port that is free, and the one after it too."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two free ports in a row")
 
 
 def wait_for(condition: Any, what: str, timeout: float = 60) -> None:
@@ -161,6 +185,10 @@ def test_both_workers_answer_on_one_port(server: Gateway) -> None:
     assert [r.status_code for r in answers] == [200] * 30
     by = served_by(server, answers)
     assert set(by) == {1, 2}, by
+    # one metrics port each: MODELGO_METRICS_PORT and the next
+    metrics_port = int(server.extra_env["MODELGO_METRICS_PORT"])
+    for port in (metrics_port, metrics_port + 1):
+        assert "modelgo_requests_total" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
     # each worker's lines carry its own pid
     for rec in records(server):
         if "worker" in rec:
@@ -255,6 +283,7 @@ def test_workers_without_redis_are_refused_with_the_reason(tmp_path: Path) -> No
     assert result.returncode == 1
     message = " ".join(result.stderr.split())
     assert "--workers 2 needs MODELGO_REDIS_URL" in message
+    assert "without a shared Redis they would overspend" in message
     assert "balance reservations, rate limits, sign-in throttling and channel health" in message
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "model-go.db").exists()  # refused before touching the database

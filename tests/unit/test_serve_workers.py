@@ -15,7 +15,7 @@ def test_more_than_one_worker_needs_redis() -> None:
     problem = workers_problem(Settings(redis_url=None), 3)
     assert problem is not None
     assert problem.startswith("--workers 3 needs MODELGO_REDIS_URL")
-    assert "limits 3 times over" in problem
+    assert "they would overspend" in problem and "limits 3 times over" in problem
     assert "MODELGO_REDIS_URL=redis://HOST:6379/0, or run one worker" in problem
 
 

@@ -65,9 +65,24 @@ def serve(
         problem = workers_problem(settings, workers)
         if problem:
             raise fail(problem)
+    _prepare(settings)  # once, before any worker
+    if workers == 1:
+        configure_logging(settings.log_level, settings.log_format)
+        out.print(f"model-go listening on http://{settings.host}:{settings.port}", highlight=False)
+        server = _uvicorn_server(settings)
+        server.run()
+        if not server.started:  # (uvicorn.run's own rule: the port was taken, the lifespan failed)
+            raise typer.Exit(STARTUP_FAILURE)
+        return
+    code = _run_workers(settings, workers)
+    if code:
+        raise typer.Exit(code)
+
+
+def _prepare(settings: Settings) -> None:
+    """Migrate the database (or check its schema), create the secret and, on first start, the demo."""
     from model_go.bootstrap import ensure_demo
 
-    # once, before any worker: migrate (or check the schema), create the secret and the demo set-up
     run_db(_nothing, settings)  # fails with what to do when the schema is not current
     demo_key = run_db(ensure_demo, settings) if settings.demo else None
     if demo_key:
@@ -77,11 +92,10 @@ def serve(
             highlight=False,
         )
         out.print(demo_key, highlight=False, soft_wrap=True)
-    if workers == 1:
-        configure_logging(settings.log_level, settings.log_format)
-        out.print(f"model-go listening on http://{settings.host}:{settings.port}", highlight=False)
-        _uvicorn_server(settings).run()
-        return
+
+
+def _run_workers(settings: Settings, workers: int) -> int:
+    """Bind the port, start `workers` processes on it, supervise them until SIGTERM; the exit status."""
     configure_logging(settings.log_level, settings.log_format, {"pid": os.getpid()})
     from model_go.cli.workers import Supervisor, listening_socket
 
@@ -98,9 +112,7 @@ def serve(
         worker_env = {
             i: {"MODELGO_METRICS_PORT": str(settings.metrics_port + i - 1)} for i in range(1, workers + 1)
         }
-    code = Supervisor(workers, sock, settings.shutdown_grace_seconds, worker_env).run()
-    if code:
-        raise typer.Exit(code)
+    return Supervisor(workers, sock, settings.shutdown_grace_seconds, worker_env).run()
 
 
 def workers_problem(settings: Settings, workers: int) -> str | None:
@@ -108,9 +120,10 @@ def workers_problem(settings: Settings, workers: int) -> str | None:
     if not settings.redis_url:
         return (
             f"--workers {workers} needs MODELGO_REDIS_URL: each worker is a separate process, and "
-            "without a shared Redis each would keep its own balance reservations, rate limits, "
-            "sign-in throttling and channel health, so a key could spend its balance and pass its "
-            f"limits {workers} times over. Set MODELGO_REDIS_URL=redis://HOST:6379/0, or run one worker."
+            "without a shared Redis they would overspend: each would keep its own balance "
+            "reservations, rate limits, sign-in throttling and channel health, so a key could spend "
+            f"its balance and pass its limits {workers} times over. Set "
+            "MODELGO_REDIS_URL=redis://HOST:6379/0, or run one worker."
         )
     if settings.metrics_port is not None and settings.metrics_port + workers - 1 > MAX_PORT:
         return (
