@@ -1,7 +1,8 @@
 """`model-go serve --workers 2` on one PostgreSQL database and one Redis: both workers answer on the
 one port, a key's requests-a-minute limit holds across them, SIGTERM to the supervisor drains and
 ends every worker (a stream in flight finishes), a worker killed outright is replaced, workers whose
-supervisor is killed end on their own; and without Redis, `--workers 2` is refused with the reason.
+supervisor is killed end on their own; two workers share one SQLite file too; and without Redis,
+`--workers 2` is refused with the reason.
 
 Which worker served a request is read from the server's JSON log: each worker's lines carry
 `worker` and `pid` fields, and the relay's line names the request id the client got back."""
@@ -24,6 +25,7 @@ import orjson
 import pytest
 
 from model_go.cli.workers import STARTUP_SECONDS
+from tests.billing.ledger_checks import ledger_verify
 from tests.conftest import add_mock_channel
 from tests.support.gateway import (
     Gateway,
@@ -49,15 +51,15 @@ def redis_available() -> bool:
 
 @contextmanager
 def workers_gateway(
-    data_dir: Path, upstream: MockUpstream, extra_env: dict[str, str] | None = None
+    data_dir: Path, upstream: MockUpstream, extra_env: dict[str, str] | None = None, *, sqlite: bool = False
 ) -> Iterator[Gateway]:
-    """Started on a database of its own, with both workers up (the first answer to /readyz may come
-    before the second is); stopped and the database dropped afterwards."""
+    """Started on a database of its own (PostgreSQL unless `sqlite`), with both workers up (the first
+    answer to /readyz may come before the second is); stopped and the database dropped afterwards."""
     if not postgres_available() or not redis_available():
         pytest.fail(
             "workers need PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (.ci/run starts both)"
         )
-    url = create_pg_database()
+    url = None if sqlite else create_pg_database()
     env = {"MODELGO_REDIS_URL": REDIS_URL, "MODELGO_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:"}
     env.update(extra_env or {})
     gw = Gateway(data_dir=data_dir, database_url=url, extra_env=env, serve_args=WORKERS)
@@ -68,7 +70,8 @@ def workers_gateway(
         yield gw
     finally:
         gw.stop()
-        drop_pg_database(url)
+        if url:
+            drop_pg_database(url)
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +278,32 @@ def test_workers_end_when_their_supervisor_is_killed(upstream: MockUpstream, tmp
         wait_for(lambda: not any(alive(pid) for pid in pids), "the orphaned workers to exit", timeout=15)
         gone = [r["pid"] for r in records(gw) if r["msg"] == "the supervisor is gone; shutting down"]
         assert sorted(gone) == sorted(pids)
+
+
+def test_workers_share_one_sqlite_file(upstream: MockUpstream, tmp_path: Path) -> None:
+    """Two processes writing one SQLite file (WAL, busy_timeout) while a command writes to it too:
+    no request fails, every one has its usage row, and the ledger verifies."""
+    with workers_gateway(tmp_path, upstream, sqlite=True) as gw:
+        users = [gw.new_user("5") for _ in range(4)]
+        answers: list[httpx.Response] = []
+
+        def load(secret: str) -> None:
+            answers.extend(chat(gw, secret) for _ in range(40))
+
+        threads = [threading.Thread(target=load, args=(secret,)) for _, secret, _ in users]
+        for thread in threads:
+            thread.start()
+        for i in range(5):  # the CLI's writes, in the same file at the same time
+            gw.cli("credit", "add", users[i % 4][0], "1", "--note", "during the load")
+        for thread in threads:
+            thread.join(60)
+        assert [r.status_code for r in answers] == [200] * 160
+        assert set(served_by(gw, answers)) == {1, 2}
+        for _, _, user_id in users:
+            gw.wait_for_usage(user_id, 40)
+        code, report = ledger_verify(gw)
+        assert code == 0, report
+        assert "database is locked" not in gw.output()
 
 
 def test_workers_without_redis_are_refused_with_the_reason(tmp_path: Path) -> None:
