@@ -64,7 +64,7 @@ def workers_gateway(
     env.update(extra_env or {})
     gw = Gateway(data_dir=data_dir, database_url=url, extra_env=env, serve_args=WORKERS)
     try:
-        add_mock_channel(gw, upstream, ["gpt-mock", "mock-slow-stream"])
+        add_mock_channel(gw, upstream, ["gpt-mock", "mock-slow-stream", "mock-silent"])
         gw.start()
         wait_for(lambda: len(startups(gw)) == 2, "both workers to start")
         yield gw
@@ -239,12 +239,26 @@ def _kill_one_then_drain(gw: Gateway) -> None:
     assert chat(gw, secret).status_code == 200
 
     # a stream in flight when SIGTERM arrives finishes (20 chunks, 50 ms apart), then all stop
+    reader, chunks = slow_stream(gw, secret)
+    gw.stop_gracefully()  # exit status 0, and "Application shutdown complete" logged
+    reader.join(10)
+    assert b"data: [DONE]" in b"".join(chunks)
+    for pid in (first[2], replacement[1]):
+        assert not alive(pid), f"worker {pid} outlived its supervisor"
+    assert sum(r["msg"] == "Application shutdown complete." for r in records(gw)) == 2
+
+
+def slow_stream(
+    gw: Gateway, secret: str, model: str = "mock-slow-stream"
+) -> tuple[threading.Thread, list[bytes]]:
+    """A streamed answer being read on a thread, once its first bytes came (mock-slow-stream: 20
+    chunks 50 ms apart; mock-silent: keep-alive comments until the upstream starts)."""
     chunks: list[bytes] = []
     streaming = threading.Event()
 
     def stream() -> None:
         body = {
-            "model": "mock-slow-stream",
+            "model": model,
             "stream": True,
             "max_tokens": 50,
             "messages": [{"role": "user", "content": "x"}],
@@ -263,21 +277,26 @@ def _kill_one_then_drain(gw: Gateway) -> None:
     reader = threading.Thread(target=stream)
     reader.start()
     assert streaming.wait(10)
-    gw.stop_gracefully()  # exit status 0, and "Application shutdown complete" logged
-    reader.join(10)
-    assert b"data: [DONE]" in b"".join(chunks)
-    for pid in (first[2], replacement[1]):
-        assert not alive(pid), f"worker {pid} outlived its supervisor"
-    assert sum(r["msg"] == "Application shutdown complete." for r in records(gw)) == 2
+    return reader, chunks
 
 
-def test_workers_end_when_their_supervisor_is_killed(upstream: MockUpstream, tmp_path: Path) -> None:
-    with workers_gateway(tmp_path, upstream) as gw:
+def test_workers_drain_and_end_when_their_supervisor_is_killed(
+    upstream: MockUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream the upstream answers 3 s after it started, its supervisor killed at once: its worker
+    notices within a second and drains, so the stream still ends with [DONE] (cut, it would not),
+    then every worker exits. (Their log lines are lost then: they went through the supervisor.)"""
+    monkeypatch.setattr(upstream, "silent_seconds", 3.0)
+    with workers_gateway(tmp_path, upstream, {"MODELGO_KEEPALIVE_SECONDS": "0.3"}) as gw:
         pids = [pid for _, pid in spawned(gw)]
+        _, secret, user_id = gw.new_user("5")
+        reader, chunks = slow_stream(gw, secret, "mock-silent")
         gw.stop(signal.SIGKILL)
+        reader.join(20)
+        assert b": keep-alive" in b"".join(chunks)  # it was in flight, upstream still silent
+        assert b"data: [DONE]" in b"".join(chunks)  # drained, not cut
         wait_for(lambda: not any(alive(pid) for pid in pids), "the orphaned workers to exit", timeout=15)
-        gone = [r["pid"] for r in records(gw) if r["msg"] == "the supervisor is gone; shutting down"]
-        assert sorted(gone) == sorted(pids)
+        gw.wait_for_usage(user_id, 1)
 
 
 def test_workers_share_one_sqlite_file(upstream: MockUpstream, tmp_path: Path) -> None:

@@ -4,8 +4,9 @@ Each worker is a `model-go serve` child started afresh (`python -m model_go`, no
 has a logging thread and has used asyncio, neither of which survives a fork), handed the listening
 socket as an inherited file descriptor; the kernel gives each new connection to one of them. A worker
 is a replica like one on another machine: it keeps nothing another needs, because balances, limits,
-sign-in throttling and channel health are in the shared Redis and PostgreSQL. That is why more than
-one needs MODELGO_REDIS_URL (refused here otherwise, with the reason).
+sign-in throttling and channel health are in the shared Redis and database. That is why more than
+one needs MODELGO_REDIS_URL (refused in serve.py otherwise, with the reason). A worker's log lines
+(its stderr) come through here, whole (see relay).
 
 The supervisor migrates and bootstraps once before any worker starts (serve.py), then:
 - SIGTERM or SIGINT: SIGTERM to every worker, which drains its requests for up to
@@ -16,24 +17,29 @@ The supervisor migrates and bootstraps once before any worker starts (serve.py),
   and replaced; one that exits sooner failed to start, which a replacement would repeat, so every
   worker is stopped and the supervisor exits 1 (for systemd, Docker or Kubernetes to act on).
 Workers run in process groups of their own, so a terminal's Ctrl-C reaches them once, through here;
-a worker whose supervisor dies (SIGKILL) notices within a second and shuts down (serve.py)."""
+a worker whose supervisor dies (SIGKILL) notices within a second and drains as on SIGTERM (serve.py);
+its log lines are lost then, having no reader."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FrameType
+from typing import IO
 
 log = logging.getLogger("model_go.workers")
 
+STDERR = 2
 STARTUP_SECONDS = 10.0
 DRAIN_MARGIN_SECONDS = 10.0
 POLL_SECONDS = 0.2
@@ -77,6 +83,8 @@ class Supervisor:
         self.worker_env = worker_env or {}
         self.workers: dict[int, Worker] = {}
         self.signals: list[int] = []
+        self.relays: list[threading.Thread] = []
+        self.relay_lock = threading.Lock()
 
     def command(self, index: int) -> list[str]:
         return [
@@ -94,8 +102,18 @@ class Supervisor:
     def spawn(self, index: int) -> Worker:
         env = {**os.environ, **self.worker_env.get(index, {})}
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
-            self.command(index), env=env, pass_fds=(self.sock.fileno(),), process_group=0
+            self.command(index),
+            env=env,
+            pass_fds=(self.sock.fileno(),),
+            process_group=0,
+            stderr=subprocess.PIPE,
         )
+        assert proc.stderr is not None
+        relay = threading.Thread(
+            target=self.relay, args=(proc.stderr,), name=f"worker-{index}-log", daemon=True
+        )
+        relay.start()
+        self.relays.append(relay)
         log.info("worker %d started (pid %d)", index, proc.pid)
         worker = Worker(index, proc, time.monotonic())
         self.workers[index] = worker
@@ -172,7 +190,38 @@ class Supervisor:
                 )
                 clean = False
         self.sock.close()
+        for relay in self.relays:  # the workers' last lines ("Application shutdown complete")
+            relay.join(timeout=5)
         return clean
+
+    def relay(self, pipe: IO[bytes]) -> None:
+        """Copy a worker's log (its stderr) to this process's stderr, whole lines only.
+
+        Workers write their lines in batches (observability/logs.py); N processes writing batches
+        into one pipe (Docker's, say) could splice one's batch into the middle of another's line, as
+        only writes of up to PIPE_BUF bytes are atomic. Here every worker's lines pass through one
+        writer, under one lock, in writes of whole lines of at most PIPE_BUF bytes where they fit."""
+        fd, pending = pipe.fileno(), b""
+        while chunk := os.read(fd, 65536):
+            pending += chunk
+            cut = pending.rfind(b"\n") + 1
+            if cut:
+                self._write_lines(pending[:cut])
+                pending = pending[cut:]
+        if pending:
+            self._write_lines(pending + b"\n")
+        pipe.close()
+
+    def _write_lines(self, data: bytes) -> None:
+        with self.relay_lock:
+            start = 0
+            while start < len(data):
+                end = data.rfind(b"\n", start, start + select.PIPE_BUF) + 1 or data.find(b"\n", start) + 1
+                end = end or len(data)
+                view = memoryview(data)[start:end]
+                while view:
+                    view = view[os.write(STDERR, view) :]
+                start = end
 
 
 def _send(worker: Worker, sig: int) -> None:
