@@ -9,6 +9,7 @@ Which worker served a request is read from the server's JSON log: each worker's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -323,6 +324,33 @@ def test_workers_share_one_sqlite_file(upstream: MockUpstream, tmp_path: Path) -
         code, report = ledger_verify(gw)
         assert code == 0, report
         assert "database is locked" not in gw.output()
+
+
+def test_a_worker_that_cannot_start_stops_them_all(tmp_path: Path) -> None:
+    """Worker 2's metrics port is taken: it fails at start-up, which a replacement would repeat, so
+    the supervisor stops worker 1 too and exits 1 (for systemd or Docker to see)."""
+    if not redis_available():
+        pytest.fail("workers need Redis on 127.0.0.1:6379")
+    port = two_free_ports()
+    env = {
+        "MODELGO_REDIS_URL": REDIS_URL,
+        "MODELGO_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:",
+        "MODELGO_METRICS_PORT": str(port),
+    }
+    gw = Gateway(data_dir=tmp_path, database_url=None, extra_env=env, serve_args=WORKERS)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + 1))
+        taken.listen()
+        # worker 1 may answer /readyz before the supervisor stops it, or not
+        with contextlib.suppress(RuntimeError):
+            gw.start(timeout=60)
+        assert gw.proc is not None and gw.proc.wait(60) == 1
+    pids = dict(spawned(gw))
+    assert not any(alive(pid) for pid in pids.values())
+    failed = [r["msg"] for r in records(gw) if r["level"] == "ERROR" and r["logger"] == "model_go.workers"]
+    assert len(failed) == 1 and failed[0].startswith(f"worker 2 (pid {pids[2]}) exited with status 3 ")
+    assert failed[0].endswith("after it started; stopping the other workers")
+    gw.proc = None
 
 
 def test_workers_without_redis_are_refused_with_the_reason(tmp_path: Path) -> None:
