@@ -25,7 +25,6 @@ import httpx
 import orjson
 import pytest
 
-from model_go.cli.workers import STARTUP_SECONDS
 from tests.billing.ledger_checks import ledger_verify
 from tests.conftest import add_mock_channel
 from tests.support.gateway import (
@@ -125,8 +124,9 @@ def spawned(gw: Gateway) -> list[tuple[int, int]]:
 
 
 def startups(gw: Gateway) -> set[int]:
-    """Pids of the workers that finished starting up."""
-    return {r["pid"] for r in records(gw) if r["msg"] == "Application startup complete." and "worker" in r}
+    """Pids of the workers the supervisor knows are serving."""
+    ready = [r["msg"].split() for r in records(gw) if r["logger"] == "model_go.workers"]
+    return {int(words[3].rstrip(")")) for words in ready if words[-1] == "ready"}
 
 
 def alive(pid: int) -> bool:
@@ -222,11 +222,9 @@ def test_sigterm_drains_every_worker_and_a_killed_worker_is_replaced(
 
 
 def _kill_one_then_drain(gw: Gateway) -> None:
-    both_spawned = time.monotonic()  # (at the latest)
     assert gw.proc is not None
     first = dict(spawned(gw))
-    # a worker that dies once it has run is replaced (one that dies sooner failed to start)
-    time.sleep(max(0.0, both_spawned + STARTUP_SECONDS + 0.5 - time.monotonic()))
+    # a worker that dies once it served is replaced (one that dies before failed to start)
     os.kill(first[1], signal.SIGKILL)
     wait_for(lambda: len(spawned(gw)) == 3, "worker 1 to be replaced")
     replacement = spawned(gw)[-1]
@@ -349,7 +347,8 @@ def test_a_worker_that_cannot_start_stops_them_all(tmp_path: Path) -> None:
     assert not any(alive(pid) for pid in pids.values())
     failed = [r["msg"] for r in records(gw) if r["level"] == "ERROR" and r["logger"] == "model_go.workers"]
     assert len(failed) == 1 and failed[0].startswith(f"worker 2 (pid {pids[2]}) exited with status 3 ")
-    assert failed[0].endswith("after it started; stopping the other workers")
+    assert len(spawned(gw)) == 2  # not replaced
+    assert failed[0].endswith("before it was ready; stopping the other workers")
     gw.proc = None
 
 

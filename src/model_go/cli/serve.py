@@ -48,6 +48,7 @@ def serve(
     # worker each is (in its log lines)
     worker_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
     worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
+    worker_ready_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Migrate the database and serve the API."""
     overrides: dict[str, Any] = {}
@@ -59,7 +60,7 @@ def serve(
         overrides["auto_migrate"] = False
     settings = Settings(**overrides)
     if worker_fd is not None:
-        _run_worker(settings, worker_fd, worker_index or 0)
+        _run_worker(settings, worker_fd, worker_index or 0, worker_ready_fd)
         return
     if workers > 1:
         problem = workers_problem(settings, workers)
@@ -160,15 +161,23 @@ def _uvicorn_server(settings: Settings) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def _run_worker(settings: Settings, fd: int, index: int) -> None:
+def _run_worker(settings: Settings, fd: int, index: int, ready_fd: int | None) -> None:
     """One worker of `serve --workers N`: serve on the inherited socket until SIGTERM, or until the
-    supervisor is gone (its children would otherwise serve on, unsupervised, after a SIGKILL)."""
+    supervisor is gone (its children would otherwise serve on, unsupervised, after a SIGKILL). Once
+    the application has started, one byte to `ready_fd` tells the supervisor so (a worker that exits
+    before that failed to start; cli/workers.py)."""
     configure_logging(settings.log_level, settings.log_format, {"worker": index, "pid": os.getpid()})
     server = _uvicorn_server(settings)
     sock = socket.socket(fileno=fd)
     supervisor = os.getppid()
 
     def exit_with_supervisor() -> None:
+        while ready_fd is not None and not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if ready_fd is not None:
+            if server.started:
+                os.write(ready_fd, b"1")
+            os.close(ready_fd)
         while not server.should_exit:
             if os.getppid() != supervisor:
                 logging.getLogger("model_go.workers").warning("the supervisor is gone; shutting down")

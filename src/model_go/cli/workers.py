@@ -13,9 +13,11 @@ The supervisor migrates and bootstraps once before any worker starts (serve.py),
   MODELGO_SHUTDOWN_GRACE_SECONDS and flushes usage; a worker still alive DRAIN_MARGIN_SECONDS later
   is killed. Further signals are not passed on (see drain). Exit status 0 when every worker finished
   its shutdown, else 1.
-- a worker that exits on its own after it has run STARTUP_SECONDS is reported (a log line at ERROR)
-  and replaced; one that exits sooner failed to start, which a replacement would repeat, so every
-  worker is stopped and the supervisor exits 1 (for systemd, Docker or Kubernetes to act on).
+- a worker that exits on its own after it was ready (it writes a byte to a pipe from here once its
+  application started) is reported (a log line at ERROR) and replaced; one that exits before failed
+  to start, which a replacement would repeat, so every worker is stopped and the supervisor exits 1
+  (for systemd, Docker or Kubernetes to act on). Readiness, not time: a start-up takes seconds to
+  tens of seconds on a loaded machine.
 Workers run in process groups of their own, so a terminal's Ctrl-C reaches them once, through here;
 a worker whose supervisor dies (SIGKILL) notices within a second and drains as on SIGTERM (serve.py);
 its log lines are lost then, having no reader."""
@@ -40,7 +42,6 @@ from typing import IO
 log = logging.getLogger("model_go.workers")
 
 STDERR = 2
-STARTUP_SECONDS = 10.0
 DRAIN_MARGIN_SECONDS = 10.0
 POLL_SECONDS = 0.2
 # what a worker's exit status is after a shutdown we asked for (uvicorn re-raises the signal it got)
@@ -64,7 +65,17 @@ def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket
 class Worker:
     index: int  # 1..N, stable across a restart: its log lines and metrics port follow it
     proc: subprocess.Popen[bytes]
-    started: float
+    ready_fd: int  # the read end of the pipe the worker writes one byte to once it serves
+    ready: bool = False
+
+    def check_ready(self) -> bool:
+        """Whether the worker said it serves (reads its pipe without waiting)."""
+        if not self.ready:
+            with contextlib.suppress(BlockingIOError):
+                if os.read(self.ready_fd, 1):
+                    self.ready = True
+                    os.close(self.ready_fd)
+        return self.ready
 
 
 class Supervisor:
@@ -86,7 +97,7 @@ class Supervisor:
         self.relays: list[threading.Thread] = []
         self.relay_lock = threading.Lock()
 
-    def command(self, index: int) -> list[str]:
+    def command(self, index: int, ready_fd: int) -> list[str]:
         return [
             sys.executable,
             "-m",
@@ -97,17 +108,24 @@ class Supervisor:
             str(self.sock.fileno()),
             "--worker-index",
             str(index),
+            "--worker-ready-fd",
+            str(ready_fd),
         ]
 
     def spawn(self, index: int) -> Worker:
         env = {**os.environ, **self.worker_env.get(index, {})}
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
-            self.command(index),
-            env=env,
-            pass_fds=(self.sock.fileno(),),
-            process_group=0,
-            stderr=subprocess.PIPE,
-        )
+        ready_read, ready_write = os.pipe()
+        os.set_blocking(ready_read, False)
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
+                self.command(index, ready_write),
+                env=env,
+                pass_fds=(self.sock.fileno(), ready_write),
+                process_group=0,
+                stderr=subprocess.PIPE,
+            )
+        finally:
+            os.close(ready_write)  # the worker's now: its end of the pipe closes when it exits
         assert proc.stderr is not None
         relay = threading.Thread(
             target=self.relay, args=(proc.stderr,), name=f"worker-{index}-log", daemon=True
@@ -115,7 +133,7 @@ class Supervisor:
         relay.start()
         self.relays.append(relay)
         log.info("worker %d started (pid %d)", index, proc.pid)
-        worker = Worker(index, proc, time.monotonic())
+        worker = Worker(index, proc, ready_read)
         self.workers[index] = worker
         return worker
 
@@ -132,18 +150,21 @@ class Supervisor:
         while not self.signals and not failed:
             time.sleep(POLL_SECONDS)
             for worker in list(self.workers.values()):
+                was_ready = worker.ready
+                ready = worker.check_ready()  # (before the poll: a byte it wrote then died counts)
+                if ready and not was_ready:
+                    log.info("worker %d (pid %d) ready", worker.index, worker.proc.pid)
                 code = worker.proc.poll()
                 if code is None:
                     continue
-                uptime = time.monotonic() - worker.started
-                if uptime < STARTUP_SECONDS:
+                if not ready:
+                    os.close(worker.ready_fd)
                     log.error(
-                        "worker %d (pid %d) exited with status %d %.1f s after it started; stopping "
-                        "the other workers",
+                        "worker %d (pid %d) exited with status %d before it was ready; stopping the "
+                        "other workers",
                         worker.index,
                         worker.proc.pid,
                         code,
-                        uptime,
                     )
                     failed = True
                     break
