@@ -65,17 +65,22 @@ def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket
 class Worker:
     index: int  # 1..N, stable across a restart: its log lines and metrics port follow it
     proc: subprocess.Popen[bytes]
-    ready_fd: int  # the read end of the pipe the worker writes one byte to once it serves
+    ready_fd: int  # the read end of the pipe the worker writes one byte to once it serves; -1: closed
     ready: bool = False
 
     def check_ready(self) -> bool:
         """Whether the worker said it serves (reads its pipe without waiting)."""
-        if not self.ready:
+        if not self.ready and self.ready_fd >= 0:
             with contextlib.suppress(BlockingIOError):
                 if os.read(self.ready_fd, 1):
                     self.ready = True
-                    os.close(self.ready_fd)
+                    self.close_ready()
         return self.ready
+
+    def close_ready(self) -> None:
+        if self.ready_fd >= 0:
+            os.close(self.ready_fd)
+            self.ready_fd = -1
 
 
 class Supervisor:
@@ -149,34 +154,35 @@ class Supervisor:
         failed = False
         while not self.signals and not failed:
             time.sleep(POLL_SECONDS)
-            for worker in list(self.workers.values()):
-                was_ready = worker.ready
-                ready = worker.check_ready()  # (before the poll: a byte it wrote then died counts)
-                if ready and not was_ready:
-                    log.info("worker %d (pid %d) ready", worker.index, worker.proc.pid)
-                code = worker.proc.poll()
-                if code is None:
-                    continue
-                if not ready:
-                    os.close(worker.ready_fd)
-                    log.error(
-                        "worker %d (pid %d) exited with status %d before it was ready; stopping the "
-                        "other workers",
-                        worker.index,
-                        worker.proc.pid,
-                        code,
-                    )
-                    failed = True
-                    break
-                log.error(
-                    "worker %d (pid %d) exited with status %d; starting another",
-                    worker.index,
-                    worker.proc.pid,
-                    code,
-                )
-                self.spawn(worker.index)
+            outcomes = [self._check(worker) for worker in list(self.workers.values())]  # each, every time
+            failed = any(outcomes)
         clean = self.drain()
         return 1 if failed or not clean else 0
+
+    def _check(self, worker: Worker) -> bool:
+        """Note a worker that became ready, replace one that exited after it was; True when it exited
+        before (it failed to start)."""
+        was_ready = worker.ready
+        ready = worker.check_ready()  # (before the poll: a byte it wrote, then died, counts)
+        if ready and not was_ready:
+            log.info("worker %d (pid %d) ready", worker.index, worker.proc.pid)
+        code = worker.proc.poll()
+        if code is None:
+            return False
+        if not ready:
+            worker.close_ready()
+            log.error(
+                "worker %d (pid %d) exited with status %d before it was ready; stopping the other workers",
+                worker.index,
+                worker.proc.pid,
+                code,
+            )
+            return True
+        log.error(
+            "worker %d (pid %d) exited with status %d; starting another", worker.index, worker.proc.pid, code
+        )
+        self.spawn(worker.index)
+        return False
 
     def drain(self) -> bool:
         """SIGTERM every worker and wait for all of them; True when each finished its own shutdown."""
@@ -211,6 +217,8 @@ class Supervisor:
                 )
                 clean = False
         self.sock.close()
+        for worker in self.workers.values():
+            worker.close_ready()
         for relay in self.relays:  # the workers' last lines ("Application shutdown complete")
             relay.join(timeout=5)
         return clean
