@@ -93,6 +93,11 @@ def on_config_commit(engine: AsyncEngine, callback: Callable[[], None]) -> None:
             conn.info[_COMMITTED] = True
 
     def rolled_back(conn: Connection) -> None:
+        if conn.invalidated:
+            # a statement was cancelled or failed (a task stopped at shutdown): reading `info` would
+            # raise inside SQLAlchemy's own close, which then hangs the engine's disposal; the
+            # DBAPI connection's info is discarded with it anyway
+            return
         conn.info.pop(CONFIG_CHANGED, None)
         conn.info.pop(_COMMITTED, None)
 
