@@ -284,7 +284,7 @@ def test_workers_drain_and_end_when_their_supervisor_is_killed(
 ) -> None:
     """A stream the upstream answers 3 s after it started, its supervisor killed at once: its worker
     notices within a second and drains, so the stream still ends with [DONE] (cut, it would not),
-    then every worker exits. (Their log lines are lost then: they went through the supervisor.)"""
+    then every worker exits. Their log lines go to the standard output they inherited then."""
     monkeypatch.setattr(upstream, "silent_seconds", 3.0)
     with workers_gateway(tmp_path, upstream, {"MODELGO_KEEPALIVE_SECONDS": "0.3"}) as gw:
         pids = [pid for _, pid in spawned(gw)]
@@ -294,8 +294,12 @@ def test_workers_drain_and_end_when_their_supervisor_is_killed(
         reader.join(20)
         assert b": keep-alive" in b"".join(chunks)  # it was in flight, upstream still silent
         assert b"data: [DONE]" in b"".join(chunks)  # drained, not cut
-        wait_for(lambda: not any(alive(pid) for pid in pids), "the orphaned workers to exit", timeout=15)
+        wait_for(lambda: not any(alive(pid) for pid in pids), "the orphaned workers to exit", timeout=45)
         gw.wait_for_usage(user_id, 1)
+        gone = [r["pid"] for r in records(gw) if r["msg"] == "the supervisor is gone; shutting down"]
+        assert sorted(gone) == sorted(pids)
+        finished = [r["pid"] for r in records(gw) if r["msg"] == "Application shutdown complete."]
+        assert sorted(finished) == sorted(pids)
 
 
 def test_workers_share_one_sqlite_file(upstream: MockUpstream, tmp_path: Path) -> None:

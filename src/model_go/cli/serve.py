@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import uvicorn
 
 MAX_PORT = 65535
+STDOUT, STDERR = 1, 2
 STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
 
 
@@ -180,6 +181,9 @@ def _run_worker(settings: Settings, fd: int, index: int, ready_fd: int | None) -
             os.close(ready_fd)
         while not server.should_exit:
             if os.getppid() != supervisor:
+                # its log lines went to the supervisor through a pipe nobody reads now: send them to
+                # the standard output it left (Docker's log, say), so no write fails while draining
+                os.dup2(STDOUT, STDERR)
                 logging.getLogger("model_go.workers").warning("the supervisor is gone; shutting down")
                 server.should_exit = True
                 return
