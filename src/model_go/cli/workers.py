@@ -19,8 +19,8 @@ The supervisor migrates and bootstraps once before any worker starts (serve.py),
   (for systemd, Docker or Kubernetes to act on). Readiness, not time: a start-up takes seconds to
   tens of seconds on a loaded machine.
 Workers run in process groups of their own, so a terminal's Ctrl-C reaches them once, through here;
-a worker whose supervisor dies (SIGKILL) notices within a second and drains as on SIGTERM (serve.py);
-its log lines are lost then, having no reader."""
+a worker whose supervisor dies (SIGKILL) notices within a second and drains as on SIGTERM, logging to
+the standard output it inherited from then on (serve.py)."""
 
 from __future__ import annotations
 
