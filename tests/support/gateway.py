@@ -83,6 +83,7 @@ class Gateway:
     database_url: str | None
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    serve_args: tuple[str, ...] = ()  # after `model-go serve`, e.g. ("--workers", "2")
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -112,7 +113,10 @@ class Gateway:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "model_go", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "model_go", "serve", *self.serve_args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -32,7 +32,9 @@ def resolve_format(configured: str | None, stream: Any = None) -> str:
     return TEXT if isatty is not None and isatty() else JSON
 
 
-def configure(level: str, log_format: str | None) -> None:
+def configure(level: str, log_format: str | None, process: dict[str, int] | None = None) -> None:
+    """Log to stderr at `level` in `log_format`. `process` (e.g. {"worker": 2, "pid": 4711}) is set on
+    every line: a JSON field each, a `[worker 2 pid 4711]` tag in text (`serve --workers N`)."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # documented logging switches: skip the caller, thread and process lookups on every record
     logging._srcfile = None
@@ -41,7 +43,12 @@ def configure(level: str, log_format: str | None) -> None:
     logging.logMultiprocessing = False
     handler = BufferedStderrHandler()
     chosen = resolve_format(log_format, sys.stderr)
-    handler.setFormatter(JsonFormatter() if chosen == JSON else SecondCachingFormatter(TEXT_FORMAT))
+    if chosen == JSON:
+        handler.setFormatter(JsonFormatter(process))
+    else:
+        tag = " ".join(f"{name} {value}" for name, value in (process or {}).items())
+        text_format = TEXT_FORMAT.replace(" %(name)s", f" [{tag}] %(name)s") if tag else TEXT_FORMAT
+        handler.setFormatter(SecondCachingFormatter(text_format))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
@@ -94,10 +101,15 @@ class SecondCachingFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """{"ts", "level", "logger", "msg", ...fields, "exc"?}: one line, UTC timestamps to the ms."""
+    """{"ts", "level", "logger", ...process, "msg", ...fields, "exc"?}: one line, UTC timestamps to
+    the ms; `process` names the worker process that wrote it, when there are several."""
 
     _second = -1
     _stamp = ""
+
+    def __init__(self, process: dict[str, int] | None = None) -> None:
+        super().__init__()
+        self.process = dict(process or {})
 
     def format(self, record: logging.LogRecord) -> str:
         second = int(record.created)
@@ -108,6 +120,7 @@ class JsonFormatter(logging.Formatter):
             "ts": f"{self._stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
+            **self.process,
             "msg": record.getMessage(),
         }
         fields = getattr(record, "fields", None)

@@ -95,7 +95,10 @@ def on_config_commit(engine: AsyncEngine, callback: Callable[[], None]) -> None:
 
     def rolled_back(conn: Connection) -> None:
         if conn.invalidated:
-            return  # its DBAPI connection is gone, and its info with it
+            # a statement was cancelled or failed (a task stopped at shutdown): reading `info` would
+            # raise inside SQLAlchemy's own close, which then hangs the engine's disposal; the
+            # DBAPI connection's info is discarded with it anyway
+            return
         with contextlib.suppress(DBAPIError, PendingRollbackError):
             conn.info.pop(CONFIG_CHANGED, None)
             conn.info.pop(_COMMITTED, None)
