@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from model_go.cli.common import fail, out, run_db
+from model_go.cli.common import fail, load_settings, out, run_db
 from model_go.observability.logs import configure as configure_logging
 from model_go.security import KeyRing
 from model_go.services import database
@@ -59,7 +59,7 @@ def serve(
         overrides["port"] = port
     if no_migrate:
         overrides["auto_migrate"] = False
-    settings = Settings(**overrides)
+    settings = load_settings(**overrides)
     if worker_fd is not None:
         _run_worker(settings, worker_fd, worker_index or 0, worker_ready_fd)
         return
@@ -201,7 +201,7 @@ async def _nothing(_conn: AsyncConnection, _keyring: KeyRing) -> None:
 
 def migrate() -> None:
     """Bring the database schema to this version's (once, before rolling out replicas)."""
-    settings = Settings()
+    settings = load_settings()
 
     before, after = asyncio.run(database.migrate(settings))
     if before == after:
