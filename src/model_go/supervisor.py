@@ -83,3 +83,12 @@ async def _final_flush(name: str, flush: Callable[[], Awaitable[object]]) -> Non
         except Exception:
             log.exception("final flush of %s failed (attempt %d of %d)", name, attempt + 1, FLUSH_ATTEMPTS)
             await asyncio.sleep(0.5)
+
+
+def stop_if_cancelled() -> None:
+    """For a supervised loop, after each call to a client library: the redis client can turn a
+    cancellation that meets its own socket timeout into a reply or a TimeoutError (seen on Python
+    3.11), and the supervisor's cancel must still stop the loop, or shutdown waits for it forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -48,6 +48,7 @@ from redis.exceptions import RedisError
 from model_go.billing.ledger import NEGATIVE, TOO_LOW, Balance, Debit, Reservation
 from model_go.errors import BalanceUnavailable, InsufficientBalance
 from model_go.observability.logs import Occasional
+from model_go.supervisor import stop_if_cancelled
 
 log = logging.getLogger("model_go.billing")
 
@@ -418,6 +419,7 @@ class RedisLedger:
             await self._wake.wait()
             self._wake.clear()
             await self._drain()
+            stop_if_cancelled()
 
     async def _drain(self, *, once: bool = False) -> None:
         failures = 0
@@ -438,6 +440,7 @@ class RedisLedger:
                             await self._flushed(keys=[self._hash(op.user_id)], args=args, client=pipe)
                     await pipe.execute()
             except (RedisError, OSError):
+                stop_if_cancelled()
                 self._complain()
                 if once:
                     return
@@ -471,6 +474,7 @@ class RedisLedger:
                 self._complain()
             except Exception:
                 log.exception("the shared ledger's beat failed")
+            stop_if_cancelled()
             await asyncio.sleep(BEAT_SECONDS)
 
     async def sync(self) -> list[str]:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from model_go.observability.logs import Occasional
 from model_go.services import notices
 from model_go.storage.db import on_config_commit
+from model_go.supervisor import stop_if_cancelled
 
 log = logging.getLogger("model_go.relay")
 
@@ -58,6 +59,7 @@ class ConfigNotices:
                     if message.get("type") == "message":
                         self.changed.set()
             except (RedisError, OSError):
+                stop_if_cancelled()
                 self._complain()
             finally:
                 with contextlib.suppress(RedisError, OSError):

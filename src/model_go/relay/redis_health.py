@@ -43,6 +43,7 @@ from model_go.providers.base import Channel
 from model_go.relay.health import PROBE, REFUSED, TRIP_MEMORY, Circuit, Health, Reporter, retry_after_seconds
 from model_go.relay.health_lua import CLAIM, FAIL, FIELDS, HOLD, SNAPSHOT, SUCCEED
 from model_go.relay.policy import ChannelPolicy
+from model_go.supervisor import stop_if_cancelled
 
 log = logging.getLogger("model_go.relay")
 
@@ -160,7 +161,7 @@ class SharedHealth(Health):
                 self._apply_here(outcome)
                 while not self._queue.empty():
                     self._apply_here(self._queue.get_nowait())
-            _stop_if_cancelled()
+            stop_if_cancelled()
 
     async def flush(self) -> None:
         """At shutdown: what is still queued is sent if Redis answers at once, then the client closes."""
@@ -312,7 +313,7 @@ class SharedHealth(Health):
         resync_at = loop.time() + RESYNC_SECONDS
         while self.shared:  # the sender may fall back: then reconnect and resynchronise
             message = await pubsub.get_message(timeout=LISTEN_SECONDS)
-            _stop_if_cancelled()
+            stop_if_cancelled()
             if message is not None and message.get("type") == "message":
                 try:
                     record = orjson.loads(message["data"])
@@ -331,14 +332,6 @@ class SharedHealth(Health):
             self._seen.clear()  # Redis may have restarted and counted its versions from zero again
         for i in range(0, len(flat), FIELDS):
             self._mirror(flat[i : i + FIELDS])
-
-
-def _stop_if_cancelled() -> None:
-    """The redis client can turn a cancellation that meets its own socket timeout into a reply or a
-    TimeoutError (seen on Python 3.11): the supervisor's cancel must still stop a loop."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _cause(kind: str) -> GatewayError:

@@ -38,6 +38,7 @@ from model_go.relay.limits import (
     _Usage,
     refusal_message,
 )
+from model_go.supervisor import stop_if_cancelled
 
 log = logging.getLogger("model_go.relay")
 
@@ -180,6 +181,7 @@ class RedisLimiter:
         while True:
             keys, args = await self._queue.get()
             await self._send(keys, args)
+            stop_if_cancelled()
 
     async def flush(self) -> None:
         """At shutdown: send every settlement still queued."""
