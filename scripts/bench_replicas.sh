@@ -22,7 +22,8 @@
 #   BENCH_DURATION seconds per throughput row (default 6), BENCH_CONNS wrk connections (default 64),
 #   BENCH_REQUESTS per replica per step (default 10000), BENCH_STREAMS per replica (default 1000),
 #   MODELGO_BENCH_PG (default postgresql://postgres@127.0.0.1:5432), MODELGO_BENCH_REDIS
-#   (default redis://127.0.0.1:6379/0), MODELGO_BIN (default .venv/bin/model-go)
+#   (default redis://127.0.0.1:6379/0), MODELGO_BIN (default .venv/bin/model-go), BENCH_KEEP=1 keeps
+#   the work directory (server, wrk, hey and stream logs) instead of removing it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
