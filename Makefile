@@ -37,8 +37,11 @@ format: install
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-bench: install  ## model-go vs the thin baseline, pinned to core 0 (needs ../shared/bench)
+# The second part starts two replicas on PostgreSQL + Redis (127.0.0.1:5432 and :6379; skipped with a
+# message when either is missing): throughput against one replica and memory per replica.
+bench: install  ## model-go vs the thin baseline on core 0, then two replicas on PostgreSQL + Redis (needs ../shared/bench)
 	bash scripts/bench.sh
+	bash scripts/bench_replicas.sh
 
 e2e: install  ## the dashboard's browser tests only (Debian chromium at /usr/bin/chromium)
 	$(BIN)/pytest tests/e2e
