@@ -24,7 +24,8 @@ from tests.support.mock_openai import MockUpstream
 # Packages the server must not import on a SQLite start that serves /v1 (each one a cost in memory
 # and start-up time paid by every replica): the CLI's, the migrations' (run by the CLI before the
 # exec), the test clients', the payment SDK and the dashboard's templates (imported at first use), and
-# the PostgreSQL and Redis clients and prometheus-client (imported only when configured).
+# the PostgreSQL and Redis clients and prometheus-client (imported only when configured), the SMTP
+# client (at the first mail).
 NOT_IN_SERVER = (
     "typer",
     "rich",
@@ -40,6 +41,7 @@ NOT_IN_SERVER = (
     "asyncpg",
     "redis",
     "prometheus_client",
+    "aiosmtplib",
 )
 RSS_CEILING_KIB = 115 * 1024
 REQUESTS = 200
