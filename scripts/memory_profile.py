@@ -8,8 +8,8 @@ a channel and a key through the CLI as scripts/bench.sh does, warms up with a bo
   - VmRSS, VmHWM (peak), RssAnon, RssFile and the thread count from /proc/PID/status, at ready and
     after warm-up;
   - every module the server imported, from its own `-X importtime` trace (PYTHONPROFILEIMPORTTIME:
-    CPython writes one stderr line per module it imports, lazily imported ones included), counted
-    by top-level package;
+    CPython writes one stderr line per module it imports, lazily imported ones included, and one
+    per failed attempt such as `nt` on Linux), counted by top-level package;
   - with --breakdown, the resident memory each top-level package adds when a fresh interpreter
     imports the server's modules package by package, in the order the server first imported them
     (the standard library first, model_go last; a package is charged for what it pulls in that is not

@@ -1,6 +1,8 @@
 """Which modules a process imported, read from its `-X importtime` trace (PYTHONPROFILEIMPORTTIME=1):
 CPython writes one stderr line per module as it imports it, lazily imported ones included, so a
-running server can be asked afterwards without any debug hook of its own."""
+running server can be asked afterwards without any debug hook of its own. An attempt that failed
+(`try: import nt` on Linux) has its line too: a name in the trace is a module that was imported or
+was tried and is not installed."""
 
 from __future__ import annotations
 
