@@ -3,7 +3,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test check lint format typecheck bench clean e2e assets
+.PHONY: install run test check lint format typecheck bench memory clean e2e assets
 
 $(STAMP): pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
@@ -42,6 +42,10 @@ format: install
 bench: install  ## model-go vs the thin baseline on core 0, then two replicas on PostgreSQL + Redis (needs ../shared/bench)
 	bash scripts/bench.sh
 	bash scripts/bench_replicas.sh
+
+# MEMORY_ARGS: e.g. --requests 10000, --breakdown (resident memory per imported package), --env NAME=VALUE
+memory: install  ## the server's resident memory after warm-up, and what it imported (SQLite, loopback)
+	PYTHONPATH=src $(BIN)/python scripts/memory_profile.py $(MEMORY_ARGS)
 
 e2e: install  ## the dashboard's browser tests only (Debian chromium at /usr/bin/chromium)
 	$(BIN)/pytest tests/e2e

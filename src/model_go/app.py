@@ -18,7 +18,6 @@ from starlette.routing import Route
 from model_go import __version__
 from model_go import state as app_state
 from model_go.errors import AuthenticationFailed, GatewayError, InvalidRequest, error_for_status
-from model_go.observability.metrics import CONTENT_TYPE_LATEST
 from model_go.observability.request_ids import with_request_id
 from model_go.relay.asgi import Receive, Scope, Send
 from model_go.relay.pipeline import Relay
@@ -171,7 +170,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
             )
         state: app_state.AppState = request.app.state.model_go
-        return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        body, content_type = state.metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

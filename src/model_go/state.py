@@ -25,7 +25,7 @@ from model_go.billing.ledger import Balance, InProcessLedger, Ledger
 from model_go.mail.sender import OutboxSender
 from model_go.mail.smtp import SmtpMailer
 from model_go.observability.logs import Occasional
-from model_go.observability.metrics import Metrics, Sources
+from model_go.observability.metrics import Metrics, NoMetrics, Sources, published
 from model_go.relay import forward
 from model_go.relay.auth import Authenticator
 from model_go.relay.demo_upstream import LocalTransport
@@ -72,7 +72,7 @@ class AppState:
     supervisor: Supervisor = field(default_factory=Supervisor)
     snapshot: Snapshot = field(default_factory=Snapshot)
     budgets: Budgets = field(default_factory=BudgetTracker)  # keys' spend limits
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: Metrics = field(default_factory=NoMetrics)  # start() sets the published ones
     proxies: TrustedProxies = field(default_factory=TrustedProxies)  # whose X-Forwarded-For counts
     ready: bool = False
     # users, sessions, mail and policy versions; built in start() once the database is migrated
@@ -162,6 +162,7 @@ async def start(settings: Settings) -> AppState:
         sync_lock=lock,
         proxies=TrustedProxies.parse(settings.trusted_proxies),
         budgets=budgets,
+        metrics=_metrics(settings),
     )
     if settings.redis_url:
         from model_go.relay.config_notices import ConfigNotices
@@ -181,6 +182,16 @@ async def start(settings: Settings) -> AppState:
     _start_tasks(state, state.accounts)
     state.ready = True
     return state
+
+
+def _metrics(settings: Settings) -> Metrics:
+    """Prometheus metrics when someone can read them (a token, or a port of their own), else none are
+    counted."""
+    if not published(settings):
+        return NoMetrics()
+    from model_go.observability.prometheus import PrometheusMetrics  # prometheus-client only when used
+
+    return PrometheusMetrics()
 
 
 def _limiter(settings: Settings) -> Limiter:

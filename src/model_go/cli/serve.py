@@ -6,9 +6,11 @@ import asyncio
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,15 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from model_go.cli.common import fail, load_settings, out, run_db
 from model_go.observability.logs import configure as configure_logging
 from model_go.security import KeyRing
+from model_go.server import STARTUP_FAILURE
+from model_go.server import uvicorn_server as _uvicorn_server
 from model_go.services import database
 from model_go.settings import Settings
 
-if TYPE_CHECKING:
-    import uvicorn
-
 MAX_PORT = 65535
 STDOUT, STDERR = 1, 2
-STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
 
 
 WORKERS_HELP = (
@@ -71,10 +71,7 @@ def serve(
     if workers == 1:
         configure_logging(settings.log_level, settings.log_format)
         out.print(f"model-go listening on http://{settings.host}:{settings.port}", highlight=False)
-        server = _uvicorn_server(settings)
-        server.run()
-        if not server.started:  # (uvicorn.run's own rule: the port was taken, the lifespan failed)
-            raise typer.Exit(STARTUP_FAILURE)
+        _become_server(settings, overrides)
         return
     code = _run_workers(settings, workers)
     if code:
@@ -135,33 +132,6 @@ def workers_problem(settings: Settings, workers: int) -> str | None:
     return None
 
 
-def _uvicorn_server(settings: Settings) -> uvicorn.Server:
-    import uvicorn
-
-    from model_go.app import create_server_app
-    from model_go.guard_http import ConnectionLimits, guarded_protocol
-
-    config = uvicorn.Config(
-        create_server_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=False,  # it would print query strings; the relay logs its own redacted line
-        log_config=None,
-        loop="uvloop",
-        # httptools plus the limits uvicorn lacks (head size, head and body deadlines, a JSON 503 at
-        # the connection cap); no websocket routes, so no upgrades either
-        http=guarded_protocol(ConnectionLimits.from_settings(settings)),
-        ws="none",
-        timeout_keep_alive=settings.idle_connection_timeout_seconds,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,  # type: ignore[arg-type]  # a float works
-        # uvicorn would otherwise take X-Forwarded-For from local peers, which lets any local client
-        # reset per-IP login throttling and forge usage IPs; wire/client_ip.py believes only the
-        # proxies in MODELGO_TRUSTED_PROXIES
-        proxy_headers=False,
-    )
-    return uvicorn.Server(config)
-
-
 def _run_worker(settings: Settings, fd: int, index: int, ready_fd: int | None) -> None:
     """One worker of `serve --workers N`: serve on the inherited socket until SIGTERM, or until the
     supervisor is gone (its children would otherwise serve on, unsupervised, after a SIGKILL). Once
@@ -193,6 +163,31 @@ def _run_worker(settings: Settings, fd: int, index: int, ready_fd: int | None) -
     server.run(sockets=[sock])
     if not server.started:
         raise typer.Exit(STARTUP_FAILURE)
+
+
+# The command-line options `serve` takes, as the environment variables Settings reads them from.
+OPTION_VARIABLES = {"host": "MODELGO_HOST", "port": "MODELGO_PORT", "auto_migrate": "MODELGO_AUTO_MIGRATE"}
+
+
+def _become_server(settings: Settings, overrides: dict[str, Any]) -> None:
+    """Replace this process with `python -m model_go.server` (same process id, streams and
+    environment, plus the command-line options): the server then holds none of the CLI's modules,
+    nor Alembic's after a migration (see server.py). Where exec is not POSIX's (Windows starts a new
+    process), serve in this one."""
+    if os.name != "posix":
+        from model_go.server import serve_forever
+
+        serve_forever(settings)
+        return
+    env = dict(os.environ)
+    env.update({OPTION_VARIABLES[name]: str(value) for name, value in overrides.items()})
+    # the interpreter's own options (-X, -W, -O, ...), as multiprocessing passes them to its children
+    flags: list[str] = getattr(subprocess, "_args_from_interpreter_flags", list)()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()  # the buffered log handler writes what it holds; exec discards the rest
+    # our own interpreter and module, no shell, no input from the request path
+    os.execve(sys.executable, [sys.executable, *flags, "-m", "model_go.server"], env)  # noqa: S606
 
 
 async def _nothing(_conn: AsyncConnection, _keyring: KeyRing) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-import aiosmtplib
-
 from model_go.settings import Settings
 from model_go.storage.tables import utcnow
 
@@ -30,6 +28,8 @@ class SmtpMailer:
         return message
 
     async def send(self, to: str, subject: str, body: str) -> None:
+        import aiosmtplib  # at the first mail: a server without mail to send never loads it
+
         s = self.settings
         assert s.smtp_host is not None
         password = s.smtp_password.get_secret_value() if s.smtp_password else None

@@ -6,23 +6,22 @@ not at all. Labels are bounded and carry nothing personal: the route, a model th
 (a request for an unknown model counts under "-"), a channel id and a status code; never a key, a
 user, an address or any text of a request.
 
-Each replica serves its own figures; sum them across replicas in the query.
+Each replica serves its own figures; sum them across replicas in the query. With neither the token
+nor the port nobody can read them, and the server neither counts them nor imports prometheus-client
+(NoMetrics); otherwise observability/prometheus.py counts them (state.py picks).
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:
+    from model_go.settings import Settings
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "RequestFigures", "Sources"]
+__all__ = ["Metrics", "NoMetrics", "RequestFigures", "Sources", "published"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 OVERHEAD_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
@@ -57,147 +56,43 @@ class Sources:
     flush_lag: Callable[[], float]
 
 
-class _StateCollector(Collector):
-    def __init__(self, sources: Sources) -> None:
-        self.sources = sources
+class Metrics(Protocol):
+    """What the relay and the running state report to, and what /metrics and the internal port read."""
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        circuits = GaugeMetricFamily(
-            "modelgo_circuit_open",
-            "1 while a channel's circuit for a model is open or half-open (skipped or probing), else 0",
-            labels=["channel_id", "model", "state"],
-        )
-        for channel_id, model, state in self.sources.circuits():
-            circuits.add_metric([str(channel_id), model, state], 0.0 if state == "closed" else 1.0)
-        yield circuits
-        yield GaugeMetricFamily(
-            "modelgo_usage_queue_rows",
-            "Settled requests whose usage rows await the next flush",
-            value=self.sources.queue_depth(),
-        )
-        yield GaugeMetricFamily(
-            "modelgo_usage_flush_lag_seconds",
-            "Age of the oldest usage row not yet written (0 when none)",
-            value=self.sources.flush_lag(),
-        )
+    def watch(self, sources: Sources) -> None: ...
+    def request(self, f: RequestFigures) -> None: ...
+    def attempt(self, channel_id: int, ok: bool) -> None: ...
+    def exposition(self) -> tuple[bytes, str]: ...  # the body and its content type
+    def serve(self, host: str, port: int) -> None: ...
+    def close(self) -> None: ...
 
 
-class _Series:
-    """The children one kind of request updates."""
-
-    __slots__ = ("cached", "completion", "cost", "latency", "overhead", "prompt", "requests", "ttft")
-
-    def __init__(self, m: Metrics, f: RequestFigures) -> None:
-        channel = NO_LABEL if f.channel_id is None else str(f.channel_id)
-        self.requests = m.requests.labels(f.route, f.model, channel, str(f.status))
-        self.latency = m.latency.labels(f.route)
-        self.ttft = m.ttft.labels(f.route)
-        self.overhead = m.overhead.labels(f.route)
-        self.prompt = m.tokens.labels(f.model, "prompt")
-        self.completion = m.tokens.labels(f.model, "completion")
-        self.cached = m.tokens.labels(f.model, "cached")
-        self.cost = m.cost.labels(f.model)
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "modelgo_requests",
-            "Relay requests answered",
-            ["route", "model", "channel_id", "status"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "modelgo_request_duration_seconds",
-            "Relay request time, first byte in to last byte out",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.ttft = Histogram(
-            "modelgo_time_to_first_token_seconds",
-            "Time to the first generated output sent",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.overhead = Histogram(
-            "modelgo_overhead_seconds",
-            "Time spent inside model-go, excluding the upstream",
-            ["route"],
-            buckets=OVERHEAD_BUCKETS,
-            registry=registry,
-        )
-        self.attempts = Counter(
-            "modelgo_upstream_attempts",
-            "Upstream attempts by outcome (ok, failed)",
-            ["channel_id", "outcome"],
-            registry=registry,
-        )
-        self.tokens = Counter(
-            "modelgo_tokens",
-            "Tokens billed by kind (prompt, completion, cached)",
-            ["model", "kind"],
-            registry=registry,
-        )
-        self.cost = Counter("modelgo_cost_usd", "USD billed", ["model"], registry=registry)
-        self.rate_limited = Counter(
-            "modelgo_rate_limited",
-            "Requests refused by model-go's own rate limits",
-            ["route"],
-            registry=registry,
-        )
-        self._server: Any = None
-        self._lock = threading.Lock()
-        # the labelled children of one (route, model, channel, status), looked up once: prometheus'
-        # labels() validates and locks on every call, a fifth of what a request's metrics cost
-        self._series: dict[tuple[str, str, int | None, int], _Series] = {}
+class NoMetrics:
+    """The metrics of a server that publishes none (no token, no port): nothing is counted."""
 
     def watch(self, sources: Sources) -> None:
-        self.registry.register(_StateCollector(sources))
+        pass
 
     def request(self, f: RequestFigures) -> None:
-        key = (f.route, f.model, f.channel_id, f.status)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = _Series(self, f)
-        series.requests.inc()
-        series.latency.observe(f.seconds)
-        if f.ttft_seconds is not None:
-            series.ttft.observe(f.ttft_seconds)
-        if f.overhead_seconds is not None:
-            series.overhead.observe(max(f.overhead_seconds, 0.0))
-        if f.rate_limited:
-            self.rate_limited.labels(f.route).inc()
-        if f.prompt_tokens:
-            series.prompt.inc(f.prompt_tokens)
-        if f.completion_tokens:
-            series.completion.inc(f.completion_tokens)
-        if f.cached_tokens:
-            series.cached.inc(f.cached_tokens)
-        if f.cost_micros:
-            series.cost.inc(f.cost_micros / 1_000_000)
+        pass
 
     def attempt(self, channel_id: int, ok: bool) -> None:
-        self.attempts.labels(str(channel_id), "ok" if ok else "failed").inc()
+        pass
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
-
-    # -- the internal port ----------------------------------------------------------------------
+    def exposition(self) -> tuple[bytes, str]:
+        raise RuntimeError("this server publishes no metrics")
 
     def serve(self, host: str, port: int) -> None:
-        """Serve /metrics on host:port from a thread of its own (prometheus-client's server)."""
-        with self._lock:
-            self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        raise RuntimeError("this server publishes no metrics")
 
     def close(self) -> None:
-        with self._lock:
-            if self._server is not None:
-                self._server.shutdown()
-                self._server.server_close()
-                self._server = None
+        pass
+
+
+def published(settings: Settings) -> bool:
+    """Whether anyone can read this server's metrics: a token for /metrics, or a port of their own."""
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    return bool(token) or settings.metrics_port is not None
 
 
 def monotonic_age(since: float | None) -> float:
