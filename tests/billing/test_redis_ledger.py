@@ -272,3 +272,16 @@ async def test_key_budgets_roll_over_at_the_utc_day_on_every_replica(
         b.budgets = {7: KeyBudget(lifetime=2_000)}  # the daily budget removed: only the lifetime's
     assert "lifetime budget of $0.002 has $0.001 left" in await ask(11, amount=1_500)
     assert await ask(12, amount=1_000) == "ok"
+
+
+async def test_a_thousand_reservations_at_once_wait_for_a_connection_rather_than_fail(
+    shared: tuple[Database, str, list[RedisLedger]],
+) -> None:
+    """redis-py's own pool raises past 100 connections; a burst of requests must queue for one."""
+    database = shared[0]
+    database.balances[1] = Balance(10**9, 1)
+    ledger = replica(shared)
+    await ledger.reserve(1, 1, "warm")
+    held = await asyncio.gather(*(ledger.reserve(1, 10, f"burst{i}") for i in range(1_000)))
+    assert sum(r.amount for r in held) == 10_000
+    assert await figures(ledger, 1) == (10**9, 0, 10_001)

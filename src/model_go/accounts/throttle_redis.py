@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from model_go.accounts.throttle import TRUSTED_PER_ACCOUNT, MemoryFailures
 from model_go.observability.logs import Occasional
+from model_go.shared_redis import connect
 
 log = logging.getLogger("model_go.accounts")
 
@@ -66,9 +67,7 @@ return 1
 
 class RedisFailures:
     def __init__(self, url: str, prefix: str, window_seconds: float, keep_addresses_seconds: int) -> None:
-        self.redis: Redis = Redis.from_url(
-            url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
-        )
+        self.redis: Redis = connect(url)
         self.prefix = prefix + "login:"
         self.window = window_seconds
         self.keep_addresses = keep_addresses_seconds

@@ -48,6 +48,7 @@ from redis.exceptions import RedisError
 from model_go.billing.ledger import NEGATIVE, TOO_LOW, Balance, Debit, Reservation
 from model_go.errors import BalanceUnavailable, InsufficientBalance
 from model_go.observability.logs import Occasional
+from model_go.shared_redis import connect
 from model_go.supervisor import stop_if_cancelled
 
 log = logging.getLogger("model_go.billing")
@@ -260,13 +261,7 @@ class RedisLedger:
     ) -> None:
         # a pooled connection can be stale (Redis restarted): a command that fails to connect or
         # loses its connection is sent again on a new one, so every script here is idempotent
-        self.redis: Redis = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 2),
-        )
+        self.redis: Redis = connect(url, retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 2))
         self.prefix = prefix
         self.hold_seconds = hold_seconds
         self.dead_after = dead_after

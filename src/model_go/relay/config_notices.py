@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from model_go.observability.logs import Occasional
 from model_go.services import notices
+from model_go.shared_redis import connect
 from model_go.storage.db import on_config_commit
 from model_go.supervisor import stop_if_cancelled
 
@@ -28,7 +29,7 @@ log = logging.getLogger("model_go.relay")
 
 class ConfigNotices:
     def __init__(self, url: str, prefix: str, engine: AsyncEngine) -> None:
-        self.redis: Redis = Redis.from_url(url, decode_responses=True, socket_connect_timeout=2)
+        self.redis: Redis = connect(url, socket_timeout=None)
         self.channel = notices.channel(prefix)
         self.changed = asyncio.Event()  # set by a notice; the configuration watcher waits on it
         self._loop = asyncio.get_running_loop()

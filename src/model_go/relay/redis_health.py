@@ -43,6 +43,7 @@ from model_go.providers.base import Channel
 from model_go.relay.health import PROBE, REFUSED, TRIP_MEMORY, Circuit, Health, Reporter, retry_after_seconds
 from model_go.relay.health_lua import CLAIM, FAIL, FIELDS, HOLD, SNAPSHOT, SUCCEED
 from model_go.relay.policy import ChannelPolicy
+from model_go.shared_redis import connect
 from model_go.supervisor import stop_if_cancelled
 
 log = logging.getLogger("model_go.relay")
@@ -70,9 +71,7 @@ class _Outcome:
 class SharedHealth(Health):
     def __init__(self, url: str, prefix: str, probe_seconds: float, reporter: Reporter | None = None) -> None:
         super().__init__(reporter=reporter)
-        self.redis: Redis = Redis.from_url(
-            url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
-        )
+        self.redis: Redis = connect(url)
         self.prefix = f"{prefix}health:"
         self.topic = f"{prefix}health"
         self.probe_seconds = probe_seconds + CLAIM_SECONDS  # the longest a probe may run, and then some

@@ -38,6 +38,7 @@ from model_go.relay.limits import (
     _Usage,
     refusal_message,
 )
+from model_go.shared_redis import connect
 from model_go.supervisor import stop_if_cancelled
 
 log = logging.getLogger("model_go.relay")
@@ -114,9 +115,7 @@ return 1
 
 class RedisLimiter:
     def __init__(self, url: str, prefix: str, slot_seconds: float) -> None:
-        self.redis: Redis = Redis.from_url(
-            url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
-        )
+        self.redis: Redis = connect(url)
         self.prefix = prefix
         self.slot_seconds = slot_seconds
         self._admit = self.redis.register_script(ADMIT)

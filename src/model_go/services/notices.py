@@ -17,7 +17,9 @@ async def announce(url: str, prefix: str) -> None:
     from redis.asyncio import Redis  # only a command run with MODELGO_REDIS_URL loads the client
     from redis.exceptions import RedisError
 
-    client: Redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    from model_go.shared_redis import connect
+
+    client: Redis = connect(url)
     with contextlib.suppress(RedisError, OSError):
         await client.publish(channel(prefix), "changed")
     with contextlib.suppress(RedisError, OSError):
