@@ -43,6 +43,8 @@ from model_go.supervisor import stop_if_cancelled
 
 log = logging.getLogger("model_go.relay")
 
+BATCH = 256  # settlements sent in one pipeline
+
 # KEYS: per scope its counters hash and its slots set. ARGV: window, tokens, ticket, slot seconds,
 # then per scope rpm, tpm, max concurrency (0: none). Numbers travel as strings: Redis would turn a
 # Lua float reply into an integer.
@@ -178,20 +180,26 @@ class RedisLimiter:
     async def run(self) -> None:
         """The settlement sender the supervisor owns."""
         while True:
-            keys, args = await self._queue.get()
-            await self._send(keys, args)
+            batch = [await self._queue.get()]
+            while len(batch) < BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._send(batch)
             stop_if_cancelled()
 
     async def flush(self) -> None:
         """At shutdown: send every settlement still queued."""
         while not self._queue.empty():
-            keys, args = self._queue.get_nowait()
-            await self._send(keys, args)
+            batch = [self._queue.get_nowait() for _ in range(min(BATCH, self._queue.qsize()))]
+            await self._send(batch)
         with contextlib.suppress(RedisError, OSError):
             await self.redis.aclose()
 
-    async def _send(self, keys: list[str], args: list[str]) -> None:
+    async def _send(self, batch: list[tuple[list[str], list[str]]]) -> None:
+        """The settlements queued meanwhile, in one pipeline (one round trip under load)."""
         try:
-            await self._settle(keys=keys, args=args)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args in batch:
+                    await self._settle(keys=keys, args=args, client=pipe)
+                await pipe.execute()
         except (RedisError, OSError):
-            self._complain()  # the slot lapses on its own after slot_seconds
+            self._complain()  # the slots lapse on their own after slot_seconds
