@@ -217,3 +217,19 @@ def test_sign_in_failures_count_across_replicas(replicas: list[Gateway]) -> None
     assert [login(replicas[i % 2], "wrong password!!") for i in range(5)] == [401] * 5
     assert login(first, "wrong password!!") == 429
     assert login(second, "a-good-password-1") == 429  # locked for this address on every replica
+
+
+def test_mail_limits_count_across_replicas(replicas: list[Gateway]) -> None:
+    """Three reset mails per recipient a window (the default), however the requests are spread:
+    the fourth is refused on whichever replica it reaches."""
+    address = f"reset-{uuid.uuid4().hex[:8]}@example.com"
+
+    def reset(gw: Gateway) -> httpx.Response:
+        return httpx.post(gw.base_url + "/api/auth/password-reset", json={"email": address}, timeout=30)
+
+    assert [reset(replicas[i % 2]).status_code for i in range(3)] == [202] * 3
+    for gw in replicas:
+        refused = reset(gw)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "mail_rate_limited"
+        assert int(refused.headers["retry-after"]) >= 1

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from model_go.accounts.crypto import CsrfSigner
 from model_go.accounts.sessions import CookiePolicy
-from model_go.accounts.throttle import FailureStore, LoginThrottle, RateLimits
+from model_go.accounts.throttle import ActionLimits, FailureStore, LoginThrottle, RateLimits
 from model_go.mail.sender import OutboxSender
 from model_go.passwords import hash_password
 from model_go.settings import Settings
@@ -19,7 +19,7 @@ class AccountsRuntime:
     settings: Settings
     csrf: CsrfSigner
     throttle: LoginThrottle
-    mail_limits: RateLimits  # sign-ups and reset mails per address and per recipient
+    mail_limits: ActionLimits  # sign-ups and reset mails per address and per recipient
     cookies: CookiePolicy
     sender: OutboxSender
     # verified against when the user is unknown, so both answers cost one argon2 verify
@@ -29,11 +29,11 @@ class AccountsRuntime:
     def session_ttl(self) -> timedelta:
         return timedelta(hours=self.settings.session_ttl_hours)
 
-    def limit_mail(self, ip: str, to: str, action: str) -> None:
+    async def limit_mail(self, ip: str, to: str, action: str) -> None:
         """Count one mail-sending request (a sign-up, a reset) against its client and its recipient;
         RateLimited when either has had enough. The same answer whether or not an account exists."""
         s = self.settings
-        self.mail_limits.hit(
+        await self.mail_limits.hit(
             [(f"ip:{ip}", s.mail_max_per_ip), (f"to:{to}", s.mail_max_per_address)],
             f"Too many {action} requests.",
             "mail_rate_limited",
@@ -58,6 +58,15 @@ def _failure_store(settings: Settings) -> FailureStore | None:
     )
 
 
+def _mail_limits(settings: Settings) -> ActionLimits:
+    """Mail-sending limits shared through Redis when replicas share one, else in this process."""
+    if not settings.redis_url:
+        return RateLimits(settings.mail_rate_window_seconds)
+    from model_go.accounts.throttle_redis import RedisRateLimits
+
+    return RedisRateLimits(settings.redis_url, settings.redis_prefix, settings.mail_rate_window_seconds)
+
+
 async def build(settings: Settings, master: bytes, sender: OutboxSender) -> AccountsRuntime:
     return AccountsRuntime(
         settings=settings,
@@ -69,7 +78,7 @@ async def build(settings: Settings, master: bytes, sender: OutboxSender) -> Acco
             per_account_global=settings.login_max_failures_per_account_global,
             store=_failure_store(settings),
         ),
-        mail_limits=RateLimits(settings.mail_rate_window_seconds),
+        mail_limits=_mail_limits(settings),
         cookies=CookiePolicy(insecure=settings.insecure_cookies, max_age=settings.session_ttl_hours * 3600),
         sender=sender,
         dummy_hash=await asyncio.to_thread(hash_password, "not-a-password-" + "x" * 16),

@@ -154,14 +154,24 @@ class LoginThrottle:
         await self.store.trust(account, ip)
 
 
+class ActionLimits(Protocol):
+    async def hit(self, checks: list[tuple[str, int]], message: str, code: str) -> None:
+        """Count one action against each (identifier, limit), or raise RateLimited if any is full."""
+        ...
+
+
 class RateLimits:
-    """Counted actions (sign-ups, mails) per identifier in a sliding window; refused at the limit."""
+    """Counted actions (sign-ups, mails) per identifier in a sliding window; refused at the limit.
+    In this process; shared by replicas through Redis: throttle_redis.RedisRateLimits."""
 
     def __init__(self, window_seconds: float) -> None:
         self._hits = Window(window_seconds)
 
-    def hit(self, checks: list[tuple[str, int]], message: str, code: str) -> None:
-        """Count one action against each (identifier, limit), or raise RateLimited if any is full."""
+    async def hit(self, checks: list[tuple[str, int]], message: str, code: str) -> None:
+        self.count(checks, message, code)
+
+    def count(self, checks: list[tuple[str, int]], message: str, code: str) -> None:
+        """`hit`, synchronously."""
         now = time.monotonic()
         waits = [w for ident, limit in checks if (w := self._hits.wait(ident, limit, now)) is not None]
         if waits:

@@ -1,10 +1,10 @@
-"""Sign-in failures kept in the Redis every replica shares (MODELGO_REDIS_URL), so a guesser cannot
-spread attempts over replicas: each identifier's failures are a sorted set of timestamps (Redis's
-clock) trimmed to the window; each account's trusted addresses a sorted set of its last
-TRUSTED_PER_ACCOUNT. One script a call, atomic.
+"""Sign-in failures and mail-sending limits kept in the Redis every replica shares
+(MODELGO_REDIS_URL), so a guesser or a mail flood cannot spread over replicas: each identifier's
+failures (or mails) are a sorted set of timestamps (Redis's clock) trimmed to the window; each
+account's trusted addresses a sorted set of its last TRUSTED_PER_ACCOUNT. One script a call, atomic.
 
-When Redis cannot be reached, the store falls back to this process's memory (logged at most every
-10 s): each replica still throttles what it sees, and nothing is let through unthrottled.
+When Redis cannot be reached, both fall back to this process's memory (logged at most every 10 s):
+each replica still throttles what it sees, and nothing is let through unthrottled.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from model_go.accounts.throttle import TRUSTED_PER_ACCOUNT, MemoryFailures
+from model_go.accounts.throttle import TRUSTED_PER_ACCOUNT, MemoryFailures, RateLimits, _refuse
 from model_go.observability.logs import Occasional
 from model_go.shared_redis import connect
 
@@ -118,3 +118,56 @@ class RedisFailures:
         except (RedisError, OSError):
             self._complain()
         await self.fallback.trust(account, ip)
+
+
+# KEYS: one sorted set per identifier. ARGV: window, a unique member, then each identifier's limit.
+# Counts the action in every set, or in none when one is full (then replies with the waits).
+HIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local window = tonumber(ARGV[1])
+local waits = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local limit = tonumber(ARGV[2 + i])
+  local n = redis.call('ZCARD', key)
+  if n >= limit then
+    local oldest = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
+    waits[#waits + 1] = string.format('%.3f', tonumber(oldest[2]) + window - now)
+  end
+end
+if #waits > 0 then return waits end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[2])
+  redis.call('PEXPIRE', key, math.floor(window * 1000) + 1000)
+end
+return waits
+"""
+
+
+class RedisRateLimits:
+    """`RateLimits` (sign-ups and reset mails per address and per recipient) counted in Redis, one
+    atomic script a request; in this process's memory while Redis cannot be reached."""
+
+    def __init__(self, url: str, prefix: str, window_seconds: float) -> None:
+        self.redis: Redis = connect(url)
+        self.prefix = prefix + "mail:"
+        self.window = window_seconds
+        self.fallback = RateLimits(window_seconds)
+        self._hit = self.redis.register_script(HIT)
+        self._complain = Occasional(
+            log, "Redis is unreachable: mail-sending limits are counted in this process until it is back"
+        )
+
+    async def hit(self, checks: list[tuple[str, int]], message: str, code: str) -> None:
+        keys = [self.prefix + ident for ident, _ in checks]
+        try:
+            waits = await self._hit(
+                keys=keys, args=[self.window, secrets.token_hex(8), *(limit for _, limit in checks)]
+            )
+        except (RedisError, OSError):
+            self._complain()
+            self.fallback.count(checks, message, code)
+            return
+        if waits:
+            raise _refuse(message, code, [float(w) for w in waits])

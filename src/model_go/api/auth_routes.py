@@ -44,7 +44,7 @@ async def register(body: RegisterIn, request: Request, state: StateDep, rt: Runt
     email = user_store.normalize_email(body.email)
     username = user_store.check_username(body.username.strip())
     signup.password_or_400(body.password)
-    rt.limit_mail(client_ip(request), email, "sign-up")
+    await rt.limit_mail(client_ip(request), email, "sign-up")
     password_hash = await signup.hash_in_thread(body.password)
     async with state.engine.begin() as conn:
         await signup.register(
@@ -102,7 +102,7 @@ async def password_reset(body: ResetIn, request: Request, state: StateDep, rt: R
     except InvalidRequest:
         email = None
     if email:
-        rt.limit_mail(client_ip(request), email, "password reset")
+        await rt.limit_mail(client_ip(request), email, "password reset")
         async with state.engine.begin() as conn:
             await signup.request_reset(conn, rt, email)
         rt.sender.wake()
