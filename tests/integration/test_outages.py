@@ -24,9 +24,9 @@ import pytest
 
 from tests.billing.ledger_checks import ledger_verify
 from tests.conftest import add_mock_channel
-from tests.integration.test_replicas import REDIS_URL, redis_available
 from tests.support.gateway import Gateway, create_pg_database, drop_pg_database, postgres_available
 from tests.support.mock_openai import MockUpstream
+from tests.support.replicas import REDIS_URL, redis_available
 from tests.support.tcp_proxy import TcpProxy
 
 MAX_PENDING = 10

@@ -13,46 +13,23 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.billing.ledger_checks import ledger_verify
 from tests.conftest import add_mock_channel
-from tests.support.gateway import Gateway, create_pg_database, drop_pg_database, postgres_available
+from tests.support.gateway import Gateway
 from tests.support.mock_openai import MockUpstream
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def redis_available() -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
+from tests.support.replicas import two_replicas
 
 
 @pytest.fixture(scope="module")
 def replicas(upstream: MockUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Gateway]]:
-    if not postgres_available() or not redis_available():
-        pytest.fail(
-            "replicas need PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (.ci/run starts both)"
-        )
-    url = create_pg_database()
-    shared: Path = tmp_path_factory.mktemp("replicas")
-    env = {"MODELGO_REDIS_URL": REDIS_URL, "MODELGO_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:"}
-    first = Gateway(data_dir=shared, database_url=url, extra_env=dict(env))
-    second = Gateway(data_dir=shared, database_url=url, extra_env=dict(env))
-    add_mock_channel(first, upstream, ["gpt-mock", "mock-slow-stream"])
-    first.start()
-    second.start()
-    yield [first, second]
-    first.stop()
-    second.stop()
-    drop_pg_database(url)
+    with two_replicas(
+        tmp_path_factory, lambda first: add_mock_channel(first, upstream, ["gpt-mock", "mock-slow-stream"])
+    ) as pair:
+        yield pair
 
 
 def limited_key(gw: Gateway, *options: str) -> str:

@@ -10,7 +10,6 @@ Upstream calls are counted per channel by a lane-per-channel mock (tests/support
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,9 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from model_go.security import KeyRing
 from model_go.services import channels as channel_service
 from model_go.storage import repo
-from tests.integration.test_replicas import REDIS_URL, redis_available
-from tests.support.gateway import Gateway, create_pg_database, drop_pg_database, postgres_available
+from tests.support.gateway import Gateway
 from tests.support.mock_lanes import LANE_KEY, MockLanes
+from tests.support.replicas import two_replicas
 
 COOLDOWN = 2.0
 # name: (lane, priority, models, config); "sick" and "lonely" fail until a test says otherwise
@@ -69,25 +68,11 @@ def lanes() -> Iterator[MockLanes]:
 
 @pytest.fixture(scope="module")
 def pair(lanes: MockLanes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    if not postgres_available() or not redis_available():
-        pytest.fail(
-            "replicas need PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (.ci/run starts both)"
-        )
-    url = create_pg_database()
-    shared: Path = tmp_path_factory.mktemp("replicas-health")
-    env = {"MODELGO_REDIS_URL": REDIS_URL, "MODELGO_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:"}
-    first = Gateway(data_dir=shared, database_url=url, extra_env=dict(env))
-    second = Gateway(data_dir=shared, database_url=url, extra_env=dict(env))
-    first.db(add_channels(lanes))
-    first.start()
-    second.start()
-    _, key, _ = first.new_user("10")
-    for gw in (first, second):
-        gw.wait_key_live(key, timeout=10)
-    yield Pair(first, second, lanes, key)
-    first.stop()
-    second.stop()
-    drop_pg_database(url)
+    with two_replicas(tmp_path_factory, lambda first: first.db(add_channels(lanes))) as (first, second):
+        _, key, _ = first.new_user("10")
+        for gw in (first, second):
+            gw.wait_key_live(key, timeout=10)
+        yield Pair(first, second, lanes, key)
 
 
 def ask(gw: Gateway, key: str, model: str = "hx-model") -> httpx.Response:

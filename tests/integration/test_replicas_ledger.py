@@ -20,10 +20,8 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import orjson
@@ -36,8 +34,9 @@ from model_go.security import KeyRing
 from model_go.storage import budgets_repo, repo, usage_repo
 from tests.billing.ledger_checks import ledger_verify
 from tests.conftest import add_mock_channel
-from tests.support.gateway import Gateway, create_pg_database, drop_pg_database, free_port, postgres_available
+from tests.support.gateway import Gateway, free_port
 from tests.support.mock_openai import MockUpstream
+from tests.support.replicas import two_replicas
 
 DEAD_SECONDS = 2.0
 BODY = orjson.dumps(
@@ -110,26 +109,18 @@ def slow_upstream() -> Iterator[MockUpstream]:
 def replicas(
     slow_upstream: MockUpstream, own_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Gateway]]:
-    if not postgres_available():
-        pytest.fail("replicas need PostgreSQL on 127.0.0.1:5432 (.ci/run starts it)")
-    url = create_pg_database()
-    shared: Path = tmp_path_factory.mktemp("ledger-replicas")
     env = {
-        "MODELGO_REDIS_URL": own_redis.url,
-        "MODELGO_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:",
         "MODELGO_REPLICA_DEAD_SECONDS": str(DEAD_SECONDS),
         # a long poll: changes reach the other replica by notice (commands announce theirs too)
         "MODELGO_SNAPSHOT_POLL_SECONDS": "5",
     }
-    first = Gateway(data_dir=shared, database_url=url, extra_env=dict(env))
-    second = Gateway(data_dir=shared, database_url=url, extra_env=dict(env))
-    add_mock_channel(first, slow_upstream, ["gpt-mock", "mock-slow-stream"])
-    first.start()
-    second.start()
-    yield [first, second]
-    first.stop()
-    second.stop()
-    drop_pg_database(url)
+    with two_replicas(
+        tmp_path_factory,
+        lambda first: add_mock_channel(first, slow_upstream, ["gpt-mock", "mock-slow-stream"]),
+        redis_url=own_redis.url,
+        env=env,
+    ) as pair:
+        yield pair
 
 
 def funded_user(gw: Gateway, replicas: list[Gateway], reservations: int) -> tuple[str, int]:

@@ -22,24 +22,26 @@ from model_go.shared_redis import connect
 
 log = logging.getLogger("model_go.accounts")
 
-# KEYS: one sorted set per identifier. ARGV: window, then each identifier's limit. Reply: the waits
-# (seconds, as strings) of those at their limit.
-WAIT = """
+# The waits (seconds, as strings) of the identifiers at their limit: KEYS one sorted set per
+# identifier, ARGV[1] the window, each identifier's limit from ARGV[LIMITS + 1] on.
+_WAITS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local window = tonumber(ARGV[1])
 local waits = {}
 for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local limit = tonumber(ARGV[1 + i])
+  local limit = tonumber(ARGV[LIMITS + i])
   local n = redis.call('ZCARD', key)
   if n >= limit then
     local oldest = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
     waits[#waits + 1] = string.format('%.3f', tonumber(oldest[2]) + window - now)
   end
 end
-return waits
 """
+
+# ARGV: window, then each identifier's limit. Reply: the waits.
+WAIT = "local LIMITS = 1\n" + _WAITS + "return waits\n"
 
 # KEYS: the identifiers' sorted sets. ARGV: window, a unique member.
 ADD = """
@@ -120,22 +122,12 @@ class RedisFailures:
         await self.fallback.trust(account, ip)
 
 
-# KEYS: one sorted set per identifier. ARGV: window, a unique member, then each identifier's limit.
-# Counts the action in every set, or in none when one is full (then replies with the waits).
-HIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local window = tonumber(ARGV[1])
-local waits = {}
-for i, key in ipairs(KEYS) do
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local limit = tonumber(ARGV[2 + i])
-  local n = redis.call('ZCARD', key)
-  if n >= limit then
-    local oldest = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
-    waits[#waits + 1] = string.format('%.3f', tonumber(oldest[2]) + window - now)
-  end
-end
+# ARGV: window, a unique member, then each identifier's limit. Counts the action in every set, or in
+# none when one is full (then replies with the waits).
+HIT = (
+    "local LIMITS = 2\n"
+    + _WAITS
+    + """
 if #waits > 0 then return waits end
 for _, key in ipairs(KEYS) do
   redis.call('ZADD', key, now, ARGV[2])
@@ -143,6 +135,7 @@ for _, key in ipairs(KEYS) do
 end
 return waits
 """
+)
 
 
 class RedisRateLimits:
