@@ -285,3 +285,32 @@ async def test_a_thousand_reservations_at_once_wait_for_a_connection_rather_than
     held = await asyncio.gather(*(ledger.reserve(1, 10, f"burst{i}") for i in range(1_000)))
     assert sum(r.amount for r in held) == 10_000
     assert await figures(ledger, 1) == (10**9, 0, 10_001)
+
+
+async def test_a_budget_hold_cancelled_on_the_wire_is_given_back(
+    shared: tuple[Database, str, list[RedisLedger]],
+) -> None:
+    database = shared[0]
+    database.balances[1] = Balance(10**9, 1)
+
+    async def read_spend(key_ids: list[int], starts: dict[str, datetime]) -> dict[int, SpendSeed]:
+        return {k: SpendSeed() for k in key_ids}
+
+    ledger = replica(shared)
+    budgets = RedisBudgets(ledger, read_spend)
+    budgets.budgets = {7: KeyBudget(lifetime=10_000)}
+    warm = await ledger.reserve(1, 10, "warm")
+    await budgets.check(7, warm, ledger.release)  # the key is known now: the next check is one script
+    res = await ledger.reserve(1, 500, "cancelled")
+    task = asyncio.ensure_future(budgets.check(7, res, ledger.release))
+    await asyncio.sleep(0)  # the script is on the wire
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    for _ in range(100):
+        if ledger._queue:
+            break
+        await asyncio.sleep(0.01)
+    await sent(ledger)
+    assert await ledger.redis.hget(f"{ledger.prefix}kb:7", "r") == "10"  # only the first still holds
+    assert await figures(ledger, 1) == (10**9, 0, 10)  # and the ledger hold was released too

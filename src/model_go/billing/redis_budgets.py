@@ -21,6 +21,7 @@ here too, and a replica that outlived a Redis restart writes its holds back with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -184,10 +185,10 @@ class RedisBudgets:
             budget.lifetime if budget.lifetime is not None else -1,
         ]
         try:
-            reply = await self._hold(keys=self._keys(key_id), args=args)
+            reply = await self._hold_once(key_id, res.request_id, args)
             if reply[0] == "unknown":
                 await self._read(key_id, now)
-                reply = await self._hold(keys=self._keys(key_id), args=args)
+                reply = await self._hold_once(key_id, res.request_id, args)
         except (RedisError, OSError) as exc:
             release(res)
             raise BalanceUnavailable() from exc
@@ -208,6 +209,28 @@ class RedisBudgets:
             reserved=reserved,
         )
         raise BudgetExceeded(refusal(budget, spend, res.amount, now) or "This key's budget is spent.")
+
+    async def _hold_once(self, key_id: int, request_id: str, args: list[Any]) -> list[str]:
+        """One HOLD. A request cancelled (or cut off by an error) while its script is on the wire
+        may have been granted a hold all the same: it is released once the answer is known."""
+        call = asyncio.ensure_future(self._hold(keys=self._keys(key_id), args=args))
+        try:
+            reply: list[str] = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.add_done_callback(lambda done: self._orphan(done, key_id, request_id))
+            raise
+        except (RedisError, OSError):
+            self._release_hold(key_id, request_id)
+            raise
+        return reply
+
+    def _orphan(self, done: asyncio.Future[Any], key_id: int, request_id: str) -> None:
+        if done.cancelled() or done.exception() is not None or done.result()[0] == "held":
+            self._release_hold(key_id, request_id)
+
+    def _release_hold(self, key_id: int, request_id: str) -> None:
+        """SETTLE at no cost: frees the hold if there is one, counts nothing."""
+        self.ledger.enqueue(Call(self._settle, self._keys(key_id), [request_id, 0]))
 
     async def _read(self, key_id: int, now: datetime) -> None:
         seed = (await self.read_spend([key_id], {p: period_start(p, now) for p in PERIODS})).get(key_id)
