@@ -21,7 +21,6 @@ here too, and a replica that outlived a Redis restart writes its holds back with
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from model_go.billing.budgets import (
     utc_now,
 )
 from model_go.billing.ledger import Reservation
-from model_go.billing.redis_ledger import KEEP_MS, Call, HoldEntry, RedisLedger
+from model_go.billing.redis_ledger import PRELUDE, Call, HoldEntry, RedisLedger, held_or_given_back
 from model_go.errors import BalanceUnavailable
 
 log = logging.getLogger("model_go.billing")
@@ -50,20 +49,13 @@ log = logging.getLogger("model_go.billing")
 # KEYS: hash, lapses. ARGV: request, amount, replica, hold seconds, the budget's period ('' none),
 # that period's id, its limit (-1 none), the lifetime limit (-1 none).
 # Replies {'held'} | {'unknown'} | {'refused', spent in the period, lifetime spend, reserved}.
-HOLD = f"""
-if redis.call('HEXISTS', KEYS[1], 'life') == 0 then return {{'unknown'}} end
-if redis.call('HEXISTS', KEYS[1], 'h:' .. ARGV[1]) == 1 then return {{'held'}} end  -- sent again
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 64)
-for _, request in ipairs(lapsed) do
-  local entry = redis.call('HGET', KEYS[1], 'h:' .. request)
-  if entry then
-    redis.call('HINCRBY', KEYS[1], 'r', -tonumber(string.match(entry, '^(%-?%d+)')))
-    redis.call('HDEL', KEYS[1], 'h:' .. request)
-  end
-  redis.call('ZREM', KEYS[2], request)
-end
+HOLD = (
+    PRELUDE
+    + """
+if redis.call('HEXISTS', KEYS[1], 'life') == 0 then return {'unknown'} end
+if redis.call('HEXISTS', KEYS[1], 'h:' .. ARGV[1]) == 1 then return {'held'} end  -- sent again
+local now = clock()
+lapse_holds(KEYS[1], KEYS[2], now)
 local amount = tonumber(ARGV[2])
 local r = tonumber(redis.call('HGET', KEYS[1], 'r') or '0')
 local life = tonumber(redis.call('HGET', KEYS[1], 'life'))
@@ -73,7 +65,7 @@ if ARGV[5] ~= '' then
   if stored and stored >= ARGV[6] then spent = tonumber(redis.call('HGET', KEYS[1], ARGV[5]) or '0') end
 end
 local function refused()
-  return {{'refused', string.format('%.0f', spent), string.format('%.0f', life), string.format('%.0f', r)}}
+  return {'refused', string.format('%.0f', spent), string.format('%.0f', life), string.format('%.0f', r)}
 end
 if ARGV[7] ~= '-1' then
   local left = tonumber(ARGV[7]) - spent - r
@@ -86,30 +78,32 @@ end
 redis.call('HSET', KEYS[1], 'h:' .. ARGV[1], ARGV[2] .. '|' .. ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'r', ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], {KEEP_MS})
-redis.call('PEXPIRE', KEYS[2], {KEEP_MS})
-return {{'held'}}
+redis.call('PEXPIRE', KEYS[1], KEEP_MS)
+redis.call('PEXPIRE', KEYS[2], KEEP_MS)
+return {'held'}
 """
+)
 
 # KEYS: hash. ARGV: lifetime spend, then period, its id, its spend, per period. Only into a hash
 # without a lifetime figure: a key Redis does not know yet.
-SEED = f"""
+SEED = (
+    PRELUDE
+    + """
 if redis.call('HEXISTS', KEYS[1], 'life') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'life', ARGV[1])
 for i = 2, #ARGV, 3 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2], ARGV[i] .. '@', ARGV[i + 1])
 end
-redis.call('PEXPIRE', KEYS[1], {KEEP_MS})
+redis.call('PEXPIRE', KEYS[1], KEEP_MS)
 return 1
 """
+)
 
 # KEYS: hash, lapses. ARGV: request, cost, then period and its id (when the request ended), per period.
-SETTLE = """
-local hold = redis.call('HGET', KEYS[1], 'h:' .. ARGV[1])
-if not hold then return 0 end
-redis.call('HINCRBY', KEYS[1], 'r', -tonumber(string.match(hold, '^(%-?%d+)')))
-redis.call('HDEL', KEYS[1], 'h:' .. ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
+SETTLE = (
+    PRELUDE
+    + """
+if not drop_hold(KEYS[1], KEYS[2], ARGV[1]) then return 0 end
 local cost = tonumber(ARGV[2])
 if cost <= 0 or redis.call('HEXISTS', KEYS[1], 'life') == 0 then return 1 end
 redis.call('HINCRBY', KEYS[1], 'life', ARGV[2])
@@ -124,6 +118,7 @@ for i = 3, #ARGV, 2 do
 end
 return 1
 """
+)
 
 ReadSpend = Callable[[list[int], dict[str, datetime]], Awaitable[dict[int, SpendSeed]]]
 
@@ -211,22 +206,9 @@ class RedisBudgets:
         raise BudgetExceeded(refusal(budget, spend, res.amount, now) or "This key's budget is spent.")
 
     async def _hold_once(self, key_id: int, request_id: str, args: list[Any]) -> list[str]:
-        """One HOLD. A request cancelled (or cut off by an error) while its script is on the wire
-        may have been granted a hold all the same: it is released once the answer is known."""
-        call = asyncio.ensure_future(self._hold(keys=self._keys(key_id), args=args))
-        try:
-            reply: list[str] = await asyncio.shield(call)
-        except asyncio.CancelledError:
-            call.add_done_callback(lambda done: self._orphan(done, key_id, request_id))
-            raise
-        except (RedisError, OSError):
-            self._release_hold(key_id, request_id)
-            raise
-        return reply
-
-    def _orphan(self, done: asyncio.Future[Any], key_id: int, request_id: str) -> None:
-        if done.cancelled() or done.exception() is not None or done.result()[0] == "held":
-            self._release_hold(key_id, request_id)
+        """One HOLD, given back should the request not live to learn its answer."""
+        script = self._hold(keys=self._keys(key_id), args=args)
+        return await held_or_given_back(script, lambda: self._release_hold(key_id, request_id))
 
     def _release_hold(self, key_id: int, request_id: str) -> None:
         """SETTLE at no cost: frees the hold if there is one, counts nothing."""

@@ -58,100 +58,129 @@ KEEP_MS = 7 * 86_400 * 1000  # an idle user's hash lapses after a week (re-read 
 BATCH = 256  # settlements sent in one pipeline
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
-# Lua numbers are doubles: balances are exact up to 2^53 micro-dollars ($9 billion). Numbers go back
-# to Redis formatted with %.0f, never tostring (which would write 1e+15).
-_AMOUNT = "tonumber(string.match(%s, '^(%%-?%%d+)'))"
+# What every script on a hash of entries (the ledger's, a key budget's) shares. Lua numbers are
+# doubles: balances are exact up to 2^53 micro-dollars ($9 billion); numbers go back to Redis
+# formatted with %.0f, never tostring (which would write 1e+15). An entry is `amount|replica`.
+PRELUDE = f"""
+local KEEP_MS = {KEEP_MS}
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function amount_of(entry)
+  return tonumber(string.match(entry, '^(%-?%d+)'))
+end
+-- a request's hold given back (if it has one); returns its entry
+local function drop_hold(hash, lapses, request)
+  local hold = redis.call('HGET', hash, 'h:' .. request)
+  if hold then
+    redis.call('HINCRBY', hash, 'r', -amount_of(hold))
+    redis.call('HDEL', hash, 'h:' .. request)
+  end
+  redis.call('ZREM', lapses, request)
+  return hold
+end
+-- holds older than the longest a request runs (their replica died, or lost its answer)
+local function lapse_holds(hash, lapses, now)
+  for _, request in ipairs(redis.call('ZRANGEBYSCORE', lapses, '-inf', now, 'LIMIT', 0, 64)) do
+    drop_hold(hash, lapses, request)
+  end
+end
+-- a reading of the balance, taken when newer than the one held (or, with `create`, the first)
+local function take_reading(hash, balance, version, create)
+  local v = redis.call('HGET', hash, 'v')
+  if (v and tonumber(v) < tonumber(version)) or (not v and create) then
+    redis.call('HSET', hash, 'c', balance, 'v', version)
+    return true
+  end
+  return false
+end
+"""
 
 # KEYS: hash, holds, epoch. ARGV: epoch, request, amount, minimum (-1: none), free (1/0), replica,
 # hold seconds. Replies: {'held', amount} | {'epoch'} | {'unknown'} | {'negative'} | {'low'}. The same
 # request again (a retry on a new connection) gets the hold it has.
-RESERVE = f"""
-if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {{'epoch'}} end
-if redis.call('HEXISTS', KEYS[1], 'v') == 0 then return {{'unknown'}} end
+RESERVE = (
+    PRELUDE
+    + """
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {'epoch'} end
+if redis.call('HEXISTS', KEYS[1], 'v') == 0 then return {'unknown'} end
 local again = redis.call('HGET', KEYS[1], 'h:' .. ARGV[2])
-if again then return {{'held', string.match(again, '^(%-?%d+)')}} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 64)
-for _, request in ipairs(lapsed) do
-  local entry = redis.call('HGET', KEYS[1], 'h:' .. request)
-  if entry then
-    redis.call('HINCRBY', KEYS[1], 'r', -{_AMOUNT % "entry"})
-    redis.call('HDEL', KEYS[1], 'h:' .. request)
-  end
-  redis.call('ZREM', KEYS[2], request)
-end
+if again then return {'held', string.match(again, '^(%-?%d+)')} end
+local now = clock()
+lapse_holds(KEYS[1], KEYS[2], now)
 local c = tonumber(redis.call('HGET', KEYS[1], 'c'))
 local p = tonumber(redis.call('HGET', KEYS[1], 'p') or '0')
 local r = tonumber(redis.call('HGET', KEYS[1], 'r') or '0')
-if c - p < 0 then return {{'negative'}} end
+if c - p < 0 then return {'negative'} end
 local available = c - p - r
 local amount, minimum = tonumber(ARGV[3]), tonumber(ARGV[4])
 local least = amount
 if minimum >= 0 and minimum < amount then least = minimum end
-if available < least or (available <= 0 and ARGV[5] ~= '1') then return {{'low'}} end
+if available < least or (available <= 0 and ARGV[5] ~= '1') then return {'low'} end
 local held = math.min(amount, available)
 local text = string.format('%.0f', held)
 redis.call('HSET', KEYS[1], 'h:' .. ARGV[2], text .. '|' .. ARGV[6])
 redis.call('HINCRBY', KEYS[1], 'r', text)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[7]), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], {KEEP_MS})
-redis.call('PEXPIRE', KEYS[2], {KEEP_MS})
-return {{'held', text}}
+redis.call('PEXPIRE', KEYS[1], KEEP_MS)
+redis.call('PEXPIRE', KEYS[2], KEEP_MS)
+return {'held', text}
 """
+)
 
 # KEYS: hash, holds. ARGV: request, cost, replica. The hold becomes a pending debit of the cost.
-SETTLE = f"""
-local hold = redis.call('HGET', KEYS[1], 'h:' .. ARGV[1])
-if hold then
-  redis.call('HINCRBY', KEYS[1], 'r', -{_AMOUNT % "hold"})
-  redis.call('HDEL', KEYS[1], 'h:' .. ARGV[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-end
+SETTLE = (
+    PRELUDE
+    + """
+drop_hold(KEYS[1], KEYS[2], ARGV[1])
 if tonumber(ARGV[2]) > 0 and redis.call('HEXISTS', KEYS[1], 'd:' .. ARGV[1]) == 0 then
   redis.call('HSET', KEYS[1], 'd:' .. ARGV[1], ARGV[2] .. '|' .. ARGV[3])
   redis.call('HINCRBY', KEYS[1], 'p', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], {KEEP_MS})
+  redis.call('PEXPIRE', KEYS[1], KEEP_MS)
 end
 return 1
 """
+)
 
 # KEYS: hash. ARGV: balance, version, then the requests whose debits the database now holds.
-FLUSHED = f"""
+FLUSHED = (
+    PRELUDE
+    + """
 for i = 3, #ARGV do
   local debit = redis.call('HGET', KEYS[1], 'd:' .. ARGV[i])
   if debit then
-    redis.call('HINCRBY', KEYS[1], 'p', -{_AMOUNT % "debit"})
+    redis.call('HINCRBY', KEYS[1], 'p', -amount_of(debit))
     redis.call('HDEL', KEYS[1], 'd:' .. ARGV[i])
   end
 end
-local v = redis.call('HGET', KEYS[1], 'v')
-if not v or tonumber(v) < tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'c', ARGV[1], 'v', ARGV[2])
-end
-redis.call('PEXPIRE', KEYS[1], {KEEP_MS})
+take_reading(KEYS[1], ARGV[1], ARGV[2], true)
+redis.call('PEXPIRE', KEYS[1], KEEP_MS)
 return 1
 """
+)
 
 # KEYS: hashes. ARGV: create (1/0), then balance and version per hash. A newer reading replaces an
 # older one; with create, a user Redis does not know yet is added (its first request, or a restart).
-READING = f"""
+READING = (
+    PRELUDE
+    + """
 for i, key in ipairs(KEYS) do
-  local v = redis.call('HGET', key, 'v')
-  local version = tonumber(ARGV[2 * i + 1])
-  if (v and tonumber(v) < version) or (not v and (ARGV[1] == '1' or redis.call('EXISTS', key) == 1)) then
-    redis.call('HSET', key, 'c', ARGV[2 * i], 'v', ARGV[2 * i + 1])
-    redis.call('PEXPIRE', key, {KEEP_MS})
+  local create = ARGV[1] == '1' or redis.call('EXISTS', key) == 1
+  if take_reading(key, ARGV[2 * i], ARGV[2 * i + 1], create) then
+    redis.call('PEXPIRE', key, KEEP_MS)
   end
 end
 return 1
 """
+)
 
 # KEYS: hash, holds. ARGV: replica, hold seconds, count of holds, then request and amount per hold,
 # then request and amount per debit not yet committed. What is there already is left alone.
-RESTORE = f"""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+RESTORE = (
+    PRELUDE
+    + """
+local now = clock()
 local holds = tonumber(ARGV[3])
 local i = 4
 for _ = 1, holds do
@@ -169,14 +198,17 @@ while i < #ARGV do
   end
   i = i + 2
 end
-redis.call('PEXPIRE', KEYS[1], {KEEP_MS})
-redis.call('PEXPIRE', KEYS[2], {KEEP_MS})
+redis.call('PEXPIRE', KEYS[1], KEEP_MS)
+redis.call('PEXPIRE', KEYS[2], KEEP_MS)
 return 1
 """
+)
 
 # KEYS: hash, holds. ARGV: the reaped replica, then the balance and version read since it died
 # (empty: the user is gone). Drops the replica's holds and pending debits.
-REAP = f"""
+REAP = (
+    PRELUDE
+    + """
 local entries = redis.call('HGETALL', KEYS[1])
 local tail = '|' .. ARGV[1]
 local dropped = 0
@@ -184,25 +216,21 @@ for i = 1, #entries, 2 do
   local name, value = entries[i], entries[i + 1]
   local kind = string.sub(name, 1, 2)
   if (kind == 'h:' or kind == 'd:') and string.sub(value, -#tail) == tail then
-    local amount = {_AMOUNT % "value"}
     if kind == 'h:' then
-      redis.call('HINCRBY', KEYS[1], 'r', -amount)
-      redis.call('ZREM', KEYS[2], string.sub(name, 3))
+      drop_hold(KEYS[1], KEYS[2], string.sub(name, 3))
     else
-      redis.call('HINCRBY', KEYS[1], 'p', -amount)
+      redis.call('HINCRBY', KEYS[1], 'p', -amount_of(value))
+      redis.call('HDEL', KEYS[1], name)
     end
-    redis.call('HDEL', KEYS[1], name)
     dropped = dropped + 1
   end
 end
 if ARGV[2] ~= '' then
-  local v = redis.call('HGET', KEYS[1], 'v')
-  if not v or tonumber(v) < tonumber(ARGV[3]) then
-    redis.call('HSET', KEYS[1], 'c', ARGV[2], 'v', ARGV[3])
-  end
+  take_reading(KEYS[1], ARGV[2], ARGV[3], true)
 end
 return dropped
 """
+)
 
 # KEYS: replicas, epoch. ARGV: this replica, dead after (s), a new epoch should there be none.
 # Replies {epoch, 1 if this replica was known before this beat, the replicas past dead_after}.
@@ -221,6 +249,27 @@ return {epoch, known, dead}
 """
 
 ReadBalances = Callable[[list[int]], Awaitable[dict[int, Balance]]]
+
+
+async def held_or_given_back(script: Awaitable[list[str]], give_back: Callable[[], None]) -> list[str]:
+    """The reply of a script that may grant a hold ({'held', ...}). A caller cancelled while the
+    script is on the wire may have been granted one all the same: `give_back` runs once the answer
+    is known, if it granted one or failed. A Redis error gives back too, in case the script ran
+    before it. `give_back` must be idempotent (a SETTLE at no cost is)."""
+    call = asyncio.ensure_future(script)
+
+    def answered(done: asyncio.Future[list[str]]) -> None:
+        if done.cancelled() or done.exception() is not None or done.result()[0] == "held":
+            give_back()
+
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        call.add_done_callback(answered)
+        raise
+    except (RedisError, OSError):
+        give_back()
+        raise
 
 
 @dataclass
@@ -333,28 +382,16 @@ class RedisLedger:
         raise BalanceUnavailable()
 
     async def _hold(self, user_id: int, request_id: str, args: list[Any]) -> list[str]:
-        """One RESERVE. A request cancelled (or timed out) while its script is on the wire may have
-        been granted a hold all the same: it is released when the answer is known."""
-        call = asyncio.ensure_future(
-            self._reserve(
-                keys=[self._hash(user_id), self._holds(user_id), self._epoch_key],
-                args=[self.epoch or "", *args, self.hold_seconds],
-            )
+        """One RESERVE, given back should the request not live to learn its answer."""
+        script = self._reserve(
+            keys=[self._hash(user_id), self._holds(user_id), self._epoch_key],
+            args=[self.epoch or "", *args, self.hold_seconds],
         )
         try:
-            reply: list[str] = await asyncio.shield(call)
-        except asyncio.CancelledError:
-            call.add_done_callback(lambda done: self._orphan(done, user_id, request_id))
-            raise
+            return await held_or_given_back(script, lambda: self._enqueue(_Settle(user_id, request_id, 0)))
         except (RedisError, OSError) as exc:
             self._complain()
-            self._enqueue(_Settle(user_id, request_id, 0))  # in case it ran before the error
             raise BalanceUnavailable() from exc
-        return reply
-
-    def _orphan(self, done: asyncio.Future[Any], user_id: int, request_id: str) -> None:
-        if done.cancelled() or done.exception() is not None or done.result()[0] == "held":
-            self._enqueue(_Settle(user_id, request_id, 0))
 
     def settle(self, res: Reservation, cost: int) -> Debit | None:
         if res.done:
