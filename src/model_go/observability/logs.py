@@ -140,8 +140,9 @@ class Occasional:
         self.logger, self.message, self.seconds = logger, message, seconds
         self._last = -seconds
 
-    def __call__(self) -> None:
+    def __call__(self, *args: object) -> None:
+        """Log the message (formatted with `args`, as logging does), unless it was logged lately."""
         now = time.monotonic()
         if now - self._last >= self.seconds:
             self._last = now
-            self.logger.warning(self.message)
+            self.logger.warning(self.message, *args)

@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from model_go.billing.ledger import Balance, Debit, Ledger
+from model_go.observability.logs import Occasional
 from model_go.storage import usage_repo
 from model_go.storage.db import unreachable
 
@@ -63,7 +64,9 @@ class UsageWriter:
         self.wakeup = asyncio.Event()
         self.max_rows = 1000
         self.max_pending = 100_000  # MODELGO_USAGE_MAX_PENDING_ROWS: the relay refuses past it
-        self._complained = -10.0
+        self._database_down = Occasional(
+            log, "the database is unreachable: %d usage rows wait in memory (503 usage_backlog past %d)"
+        )
         self._oldest: float | None = None  # monotonic time the oldest unwritten row was recorded
 
     @property
@@ -151,10 +154,5 @@ class UsageWriter:
         except Exception as exc:
             if not unreachable(exc):
                 log.exception("usage flush failed; %d rows kept for the next attempt", self.pending)
-            elif time.monotonic() - self._complained >= 10.0:
-                self._complained = time.monotonic()
-                log.warning(
-                    "the database is unreachable: %d usage rows wait in memory (503 usage_backlog past %d)",
-                    self.pending,
-                    self.max_pending,
-                )
+            else:
+                self._database_down(self.pending, self.max_pending)
