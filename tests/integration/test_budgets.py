@@ -21,6 +21,7 @@ from model_go.storage import budgets_repo, repo, usage_repo
 from model_go.storage.tables import api_keys, usage_logs
 from tests.support.gateway import Gateway
 from tests.support.mock_openai import MockUpstream
+from tests.support.usage_rows import usage_row
 
 RELOAD = 1.2  # the running server applies a change within a second
 
@@ -153,20 +154,6 @@ def test_lifetime_budget(gateway: Gateway) -> None:
     assert (ask(client) or {}).get("code") == "budget_exceeded"
 
 
-def _usage_row(key_id: int, user_id: int, cost: int, at: datetime, n: int) -> dict[str, Any]:
-    return {
-        "request_id": f"req_seed_{key_id}_{n}",
-        "user_id": user_id,
-        "key_id": key_id,
-        "endpoint": "chat",
-        "model": "gpt-mock",
-        "stream": False,
-        "cost_micros": cost,
-        "status_code": 200,
-        "created_at": at,
-    }
-
-
 def test_spend_is_counted_from_the_period_start_and_the_lifetime_survives_the_purge(gateway: Gateway) -> None:
     """Keys the server has not seen yet, with usage rows of earlier periods: counted by period."""
     _, _, user_id = gateway.new_user("10")
@@ -190,7 +177,11 @@ def test_spend_is_counted_from_the_period_start_and_the_lifetime_survives_the_pu
                     "lifetime_budget_micros": lifetime,
                 },
             )
-            await conn.execute(insert(usage_logs).values(**_usage_row(key.id, user_id, 1000, at, n)))
+            await conn.execute(
+                insert(usage_logs).values(
+                    **usage_row(user_id, f"req_seed_{key.id}_{n}", at, key_id=key.id, cost_micros=1000)
+                )
+            )
             made[name] = (key.secret, key.id)
         return made
 

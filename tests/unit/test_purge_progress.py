@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -15,35 +16,11 @@ from model_go.storage import repo, usage_repo
 from model_go.storage.db import make_engine, migrate
 from model_go.storage.metadata import utcnow
 from model_go.usage import retention
+from tests.support.usage_rows import usage_row
 
 
-def usage_row(user_id: int, n: int, days_old: int) -> dict[str, object]:
-    return {
-        "request_id": f"req_old_{days_old}_{n}",
-        "user_id": user_id,
-        "key_id": None,
-        "endpoint": "chat",
-        "model": "m",
-        "channel_id": None,
-        "stream": False,
-        "prompt_tokens": 1,
-        "completion_tokens": 1,
-        "cached_tokens": 0,
-        "cache_write_tokens": 0,
-        "usage_estimated": False,
-        "cost_micros": 0,
-        "overrun_micros": 0,
-        "status_code": 200,
-        "error_code": None,
-        "attempts": 1,
-        "latency_ms": 1,
-        "ttft_ms": None,
-        "client_ip": None,
-        "user_agent": None,
-        "created_at": utcnow() - timedelta(days=days_old),
-        "idempotency_hash": None,
-        "body_hash": None,
-    }
+def old_row(user_id: int, n: int, days_old: int) -> dict[str, Any]:
+    return usage_row(user_id, f"req_old_{days_old}_{n}", utcnow() - timedelta(days=days_old), model="m")
 
 
 async def test_purge_reports_every_step(tmp_path: Path) -> None:
@@ -51,7 +28,7 @@ async def test_purge_reports_every_step(tmp_path: Path) -> None:
     await migrate(engine)
     async with engine.begin() as conn:
         user_id = await repo.create_user(conn, "old", email="old@example.com")
-        rows = [usage_row(user_id, n, 120) for n in range(12)] + [usage_row(user_id, n, 1) for n in range(3)]
+        rows = [old_row(user_id, n, 120) for n in range(12)] + [old_row(user_id, n, 1) for n in range(3)]
         await usage_repo.write_batch(conn, rows, [])
     heard: list[tuple[str, int, int]] = []
     retention.BATCH, saved = 5, retention.BATCH
