@@ -65,6 +65,15 @@ async def sent(ledger: RedisLedger) -> None:
     assert not ledger._queue
 
 
+async def given_back(ledger: RedisLedger) -> None:
+    """Wait for the give-back a cancelled hold queues once its script answers, then send it."""
+    for _ in range(100):
+        if ledger._queue:
+            break
+        await asyncio.sleep(0.01)
+    await sent(ledger)
+
+
 async def test_the_lua_rule_is_the_python_rule(shared: tuple[Database, str, list[RedisLedger]]) -> None:
     ledger = replica(shared)
     rng = random.Random(11)
@@ -163,11 +172,7 @@ async def test_a_cancelled_reservation_gives_its_hold_back(
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    for _ in range(100):
-        if ledger._queue:
-            break
-        await asyncio.sleep(0.01)
-    await sent(ledger)
+    await given_back(ledger)
     assert await figures(ledger, 1) == (1_000, 0, 1)  # only "warm" still holds
 
 
@@ -307,10 +312,6 @@ async def test_a_budget_hold_cancelled_on_the_wire_is_given_back(
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    for _ in range(100):
-        if ledger._queue:
-            break
-        await asyncio.sleep(0.01)
-    await sent(ledger)
+    await given_back(ledger)
     assert await ledger.redis.hget(f"{ledger.prefix}kb:7", "r") == "10"  # only the first still holds
     assert await figures(ledger, 1) == (10**9, 0, 10)  # and the ledger hold was released too
