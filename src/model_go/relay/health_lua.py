@@ -29,6 +29,12 @@ local function record(h, member, seq)
           redis.call('HGET', h, 'k') or '', tostring(num(h, 'f')), p, string.format('%.6f', left),
           tostring(num(h, 'v'))}
 end
+-- the record after a change, published on the channel for every replica
+local function published(h, member, seq, channel)
+  local rec = record(h, member, seq)
+  redis.call('PUBLISH', channel, cjson.encode(rec))
+  return rec
+end
 local function change(h, seq, ...)
   redis.call('HSET', h, 'v', redis.call('INCR', seq), ...)
   local u, q, m = num(h, 'u'), num(h, 'q'), num(h, 'm')
@@ -51,8 +57,7 @@ else
   local failures = redis.call('HINCRBY', h, 'f', 1)
   if failures < tonumber(ARGV[3]) then
     change(h, KEYS[3])
-    local rec = record(h, member, KEYS[3])
-    redis.call('PUBLISH', ARGV[2], cjson.encode(rec))
+    local rec = published(h, member, KEYS[3], ARGV[2])
     return rec
   end
 end
@@ -65,8 +70,7 @@ redis.call('HSET', h, 'm', ARGV[10])
 change(h, KEYS[3], 'f', 0, 'u', string.format('%.6f', now + cooldown), 't', trips,
        'l', string.format('%.6f', now), 'k', ARGV[7], 'p', '', 'q', 0)
 redis.call('SADD', KEYS[2], member)
-local rec = record(h, member, KEYS[3])
-redis.call('PUBLISH', ARGV[2], cjson.encode(rec))
+local rec = published(h, member, KEYS[3], ARGV[2])
 rec[10] = '1'
 return rec
 """
@@ -83,15 +87,13 @@ if num(h, 'u') > 0 then
   end
   change(h, KEYS[3], 'u', 0, 'f', 0, 'p', '', 'q', 0)  -- trips stay: a flapping upstream backs off
   redis.call('SREM', KEYS[2], member)
-  local rec = record(h, member, KEYS[3])
-  redis.call('PUBLISH', ARGV[2], cjson.encode(rec))
+  local rec = published(h, member, KEYS[3], ARGV[2])
   rec[10] = '1'
   return rec
 end
 if num(h, 'f') > 0 then
   change(h, KEYS[3], 'f', 0)
-  local rec = record(h, member, KEYS[3])
-  redis.call('PUBLISH', ARGV[2], cjson.encode(rec))
+  local rec = published(h, member, KEYS[3], ARGV[2])
   return rec
 end
 return record(h, member, KEYS[3])
@@ -109,8 +111,7 @@ if u > 0 and now >= u then
   local p = redis.call('HGET', h, 'p') or ''
   if p == '' or p == ARGV[2] or num(h, 'q') <= now then
     change(h, KEYS[2], 'p', ARGV[2], 'q', string.format('%.6f', now + tonumber(ARGV[3])))
-    local rec = record(h, member, KEYS[2])
-    redis.call('PUBLISH', ARGV[4], cjson.encode(rec))
+    local rec = published(h, member, KEYS[2], ARGV[4])
     return rec
   end
 end
@@ -131,8 +132,7 @@ if num(h, 'u') > 0 and redis.call('HGET', h, 'p') == ARGV[2] then
   else
     change(h, KEYS[2], 'p', '', 'q', 0)
   end
-  local rec = record(h, member, KEYS[2])
-  redis.call('PUBLISH', ARGV[4], cjson.encode(rec))
+  local rec = published(h, member, KEYS[2], ARGV[4])
   return rec
 end
 return record(h, member, KEYS[2])
