@@ -20,7 +20,6 @@ from model_go.accounts import policy as account_policy
 from model_go.accounts.runtime import AccountsRuntime
 from model_go.accounts.runtime import build as build_accounts
 from model_go.billing.budgets import Budgets, BudgetTracker, SpendSeed
-from model_go.billing.budgets import refresh as refresh_budgets
 from model_go.billing.ledger import Balance, InProcessLedger, Ledger
 from model_go.mail.sender import OutboxSender
 from model_go.mail.smtp import SmtpMailer
@@ -96,7 +95,7 @@ class AppState:
             )
             snapshot, balances = await load(conn, self.keyring, settings.default_max_output_tokens, defaults)
             await self.ledger.refresh(balances)
-            await refresh_budgets(self.budgets, conn)
+            await self.budgets.reload(conn)
             self.snapshot = snapshot
 
     async def catch_up(self) -> None:

@@ -156,13 +156,10 @@ class BudgetExceeded(InsufficientBalance):
 
 
 class Budgets(Protocol):
-    def now(self) -> datetime: ...
-
-    def configure(self, budgets: dict[int, KeyBudget], active: Iterable[int]) -> None: ...
-
-    def unseeded(self, key_ids: Iterable[int]) -> list[int]: ...
-
-    def seed(self, seeds: dict[int, SpendSeed], at: datetime) -> None: ...
+    async def reload(self, conn: AsyncConnection) -> None:
+        """At each snapshot reload (under the state's sync lock): the active keys' budgets, and
+        whatever of their spend this implementation reads then."""
+        ...
 
     async def check(self, key_id: int, res: Reservation, release: Callable[[Reservation], None]) -> None:
         """Hold the request's ledger reservation against the key's budgets too, or give the ledger
@@ -183,10 +180,18 @@ class BudgetTracker:
     spends: dict[int, KeySpend] = field(default_factory=dict)
     holds: dict[str, tuple[int, int]] = field(default_factory=dict)  # request id -> (key id, amount)
 
-    def now(self) -> datetime:
-        return self.clock()
-
     # -- loading (under the state's sync lock, at each snapshot reload) ----------------------
+
+    async def reload(self, conn: AsyncConnection) -> None:
+        """The budgets, and the spend of keys seen for the first time (their usage rows of this
+        day, week and month, and their lifetime spend)."""
+        budgets, ids = await active_budgets(conn)
+        self.configure(budgets, ids)
+        new = self.unseeded(ids)
+        if new:
+            at = self.clock()
+            found = await budgets_repo.spend(conn, new, {p: period_start(p, at) for p in PERIODS})
+            self.seed({key_id: SpendSeed(**values) for key_id, values in found.items()}, at)
 
     def configure(self, budgets: dict[int, KeyBudget], active: Iterable[int]) -> None:
         """The budgets of the active keys (keys without one are absent); forget revoked keys."""
@@ -260,15 +265,8 @@ def budget_of(row: Any) -> KeyBudget:
     )
 
 
-async def refresh(tracker: Budgets, conn: AsyncConnection) -> None:
-    """At each snapshot reload (under the sync lock): the keys' budgets, and the spend of keys seen
-    for the first time (their usage rows of this day, week and month, and their lifetime spend)."""
+async def active_budgets(conn: AsyncConnection) -> tuple[dict[int, KeyBudget], list[int]]:
+    """The budgets of the active keys (keys without one are absent), and every active key's id."""
     rows = await budgets_repo.active_budgets(conn)
     budgets = {row.id: b for row in rows if (b := budget_of(row)).any}
-    ids = [int(row.id) for row in rows]
-    tracker.configure(budgets, ids)
-    new = tracker.unseeded(ids)
-    if new:
-        at = tracker.now()
-        found = await budgets_repo.spend(conn, new, {p: period_start(p, at) for p in PERIODS})
-        tracker.seed({key_id: SpendSeed(**values) for key_id, values in found.items()}, at)
+    return budgets, [int(row.id) for row in rows]

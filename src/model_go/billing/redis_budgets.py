@@ -22,12 +22,13 @@ here too, and a replica that outlived a Redis restart writes its holds back with
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from model_go.billing.budgets import (
     PERIODS,
@@ -35,6 +36,7 @@ from model_go.billing.budgets import (
     KeyBudget,
     KeySpend,
     SpendSeed,
+    active_budgets,
     period_end,
     period_start,
     refusal,
@@ -147,19 +149,9 @@ class RedisBudgets:
         prefix = self.ledger.prefix
         return [f"{prefix}kb:{key_id}", f"{prefix}kbx:{key_id}"]
 
-    def now(self) -> datetime:
-        return self.clock()
-
-    # -- loading: the budgets themselves come with each snapshot reload ----------------------
-
-    def configure(self, budgets: dict[int, KeyBudget], active: Iterable[int]) -> None:
-        self.budgets = budgets
-
-    def unseeded(self, key_ids: Iterable[int]) -> list[int]:
-        return []  # read from the database per key when Redis does not know it
-
-    def seed(self, seeds: dict[int, SpendSeed], at: datetime) -> None:
-        return None
+    async def reload(self, conn: AsyncConnection) -> None:
+        """The budgets only: a key's spend is read when Redis does not know the key."""
+        self.budgets, _ = await active_budgets(conn)
 
     # -- the request path ---------------------------------------------------------------------
 
