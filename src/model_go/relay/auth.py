@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import orjson
@@ -42,6 +43,18 @@ def raw_key_from(authorization: str | None, x_api_key: str | None) -> str:
             code="missing_api_key",
         )
     return raw_key
+
+
+@contextmanager
+def database_or_503() -> Iterator[None]:
+    """Database work a request cannot do without: an unreachable database is a 503 for the client
+    (database_unavailable, with Retry-After), anything else propagates as it is."""
+    try:
+        yield
+    except Exception as exc:
+        if unreachable(exc):
+            raise DatabaseUnavailable() from exc
+        raise
 
 
 def admit(key: KeyInfo | None, user: UserInfo | None, now: datetime) -> KeyInfo:
@@ -82,13 +95,9 @@ class Authenticator:
         now = self.clock()
         if self._unknown.get(key_hash, 0.0) > now:
             raise AuthenticationFailed("Incorrect API key provided.")
-        try:
+        with database_or_503():  # whether the key exists cannot be known: retry, not 401
             async with self._lookups, self.engine.connect() as conn:
                 row = await keys_repo.active_key(conn, key_hash)
-        except Exception as exc:
-            if unreachable(exc):  # whether the key exists cannot be known: retry, not 401
-                raise DatabaseUnavailable() from exc
-            raise
         if row is None or row.deleted_at is not None:
             if len(self._unknown) >= MAX_UNKNOWN_KEYS:
                 self._unknown.clear()

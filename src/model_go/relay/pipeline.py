@@ -38,7 +38,6 @@ from model_go.dialects.anthropic import AnthropicMessages, count_tokens
 from model_go.dialects.responses import OpenAIResponses
 from model_go.dialects.responses.request import NOT_STORED
 from model_go.errors import (
-    DatabaseUnavailable,
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
@@ -55,7 +54,7 @@ from model_go.providers.base import Channel
 from model_go.relay import gemini_api
 from model_go.relay.asgi import Receive, Scope, Send, encode_headers, header, read_body, send_error, send_json
 from model_go.relay.attempt import Attempt, Upstreams
-from model_go.relay.auth import raw_key_from
+from model_go.relay.auth import database_or_503, raw_key_from
 from model_go.relay.context import CLIENT_CLOSED, Context, Once, usage_or_estimate
 from model_go.relay.health import REFUSED, retryable
 from model_go.relay.idempotency import checked_key
@@ -63,7 +62,6 @@ from model_go.relay.limits import UNLIMITED, Admission
 from model_go.relay.routing import candidates
 from model_go.relay.snapshot import KeyInfo
 from model_go.state import AppState
-from model_go.storage.db import unreachable
 from model_go.tokens import estimate_prompt_tokens
 from model_go.usage.writer import UsageRecord
 from model_go.wire import openai as wire
@@ -404,12 +402,8 @@ class Relay:
         key_hash, key = self.state.authenticator.known(self.state.snapshot, raw_key)
         if key is None:
             key = await self.state.authenticator.lookup(key_hash)
-            try:
+            with database_or_503():
                 await self.state.catch_up()  # the key is newer than the snapshot: so may its balance be
-            except Exception as exc:
-                if unreachable(exc):
-                    raise DatabaseUnavailable() from exc
-                raise
         return key
 
     def _resolve(self, key: KeyInfo, model: str) -> tuple[list[Channel], Price]:
