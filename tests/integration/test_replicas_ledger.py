@@ -373,3 +373,26 @@ def test_a_key_budget_holds_across_replicas_from_its_past_spend(
         5,
         "Redis does not count the key's spend of today as the database does",
     )
+
+
+def test_a_revocation_reaches_the_other_replica_by_notice_not_by_poll(replicas: list[Gateway]) -> None:
+    """Polls are 5 s apart here: five revocations each seen within 1 s would happen by polling alone
+    with a chance of 0.2^5 (0.03%)."""
+    first, second = replicas
+    _, owner, _ = first.new_user("5")
+    auth = {"Authorization": f"Bearer {owner}"}
+    delays = []
+    for n in range(5):
+        made = httpx.post(first.base_url + "/api/keys", json={"name": f"k{n}"}, headers=auth, timeout=30)
+        assert made.status_code == 201, made.text
+        secret, key_id = made.json()["secret"], made.json()["id"]
+        models = second.base_url + "/v1/models"
+        assert httpx.get(models, headers={"Authorization": f"Bearer {secret}"}, timeout=30).status_code == 200
+        gone = httpx.delete(first.base_url + f"/api/keys/{key_id}", headers=auth, timeout=30)
+        assert gone.status_code == 204, gone.text
+        revoked_at = time.monotonic()
+        while httpx.get(models, headers={"Authorization": f"Bearer {secret}"}, timeout=30).status_code == 200:
+            assert time.monotonic() - revoked_at < 6.0
+            time.sleep(0.01)
+        delays.append(time.monotonic() - revoked_at)
+    assert max(delays) < 1.0, delays
