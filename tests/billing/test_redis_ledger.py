@@ -41,6 +41,7 @@ async def shared() -> AsyncIterator[tuple[Database, str, list[RedisLedger]]]:
     made: list[RedisLedger] = []
     yield database, prefix, made
     for ledger in made:
+        await ledger.shared.aclose()
         await ledger.redis.aclose()
     client = aioredis.Redis.from_url(REDIS_URL)
     async for key in client.scan_iter(match=f"{prefix}*"):

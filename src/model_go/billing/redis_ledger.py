@@ -48,14 +48,14 @@ from redis.exceptions import RedisError
 from model_go.billing.ledger import NEGATIVE, TOO_LOW, Balance, Debit, Reservation
 from model_go.errors import BalanceUnavailable, InsufficientBalance
 from model_go.observability.logs import Occasional
-from model_go.shared_redis import connect
+from model_go.shared_redis import SharedConnection, connect
 from model_go.supervisor import stop_if_cancelled
 
 log = logging.getLogger("model_go.billing")
 
 BEAT_SECONDS = 1.0
 KEEP_MS = 7 * 86_400 * 1000  # an idle user's hash lapses after a week (re-read from the database)
-BATCH = 256  # settlements sent in one pipeline
+BATCH = 256  # queued operations sent in one pipeline (a run of settlements as one script call)
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 # What every script on a hash of entries (the ledger's, a key budget's) shares. Lua numbers are
@@ -129,15 +129,20 @@ return {'held', text}
 """
 )
 
-# KEYS: hash, holds. ARGV: request, cost, replica. The hold becomes a pending debit of the cost.
+# KEYS: hash and holds per settlement. ARGV: replica, then request and cost per settlement. Each
+# hold becomes a pending debit of its cost. One call settles a whole batch: under load the sender
+# has many queued, and a script call costs far more than the few commands of one settlement.
 SETTLE = (
     PRELUDE
     + """
-drop_hold(KEYS[1], KEYS[2], ARGV[1])
-if tonumber(ARGV[2]) > 0 and redis.call('HEXISTS', KEYS[1], 'd:' .. ARGV[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'd:' .. ARGV[1], ARGV[2] .. '|' .. ARGV[3])
-  redis.call('HINCRBY', KEYS[1], 'p', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], KEEP_MS)
+for i = 1, #KEYS / 2 do
+  local hash, request, cost = KEYS[2 * i - 1], ARGV[2 * i], ARGV[2 * i + 1]
+  drop_hold(hash, KEYS[2 * i], request)
+  if tonumber(cost) > 0 and redis.call('HEXISTS', hash, 'd:' .. request) == 0 then
+    redis.call('HSET', hash, 'd:' .. request, cost .. '|' .. ARGV[1])
+    redis.call('HINCRBY', hash, 'p', cost)
+    redis.call('PEXPIRE', hash, KEEP_MS)
+  end
 end
 return 1
 """
@@ -311,6 +316,7 @@ class RedisLedger:
         # a pooled connection can be stale (Redis restarted): a command that fails to connect or
         # loses its connection is sent again on a new one, so every script here is idempotent
         self.redis: Redis = connect(url, retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 2))
+        self.shared = SharedConnection(self.redis)  # reservations, one per request (retried the same)
         self.prefix = prefix
         self.hold_seconds = hold_seconds
         self.dead_after = dead_after
@@ -383,9 +389,11 @@ class RedisLedger:
 
     async def _hold(self, user_id: int, request_id: str, args: list[Any]) -> list[str]:
         """One RESERVE, given back should the request not live to learn its answer."""
-        script = self._reserve(
-            keys=[self._hash(user_id), self._holds(user_id), self._epoch_key],
-            args=[self.epoch or "", *args, self.hold_seconds],
+        script = self.shared.script(
+            self._reserve,
+            [self._hash(user_id), self._holds(user_id), self._epoch_key],
+            [self.epoch or "", *args, self.hold_seconds],
+            retries=2,
         )
         try:
             return await held_or_given_back(script, lambda: self._enqueue(_Settle(user_id, request_id, 0)))
@@ -458,19 +466,7 @@ class RedisLedger:
         while self._queue:
             batch = self._batch()
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for op in batch:
-                        if isinstance(op, Call):
-                            await op.script(keys=op.keys, args=op.args, client=pipe)
-                        elif isinstance(op, _Settle):
-                            keys = [self._hash(op.user_id), self._holds(op.user_id)]
-                            await self._settle(
-                                keys=keys, args=[op.request_id, op.cost, self.replica], client=pipe
-                            )
-                        else:
-                            args: list[Any] = [op.balance.micros, op.balance.version, *op.request_ids]
-                            await self._flushed(keys=[self._hash(op.user_id)], args=args, client=pipe)
-                    await pipe.execute()
+                await self._send(batch)
             except (RedisError, OSError):
                 stop_if_cancelled()
                 self._complain()
@@ -482,6 +478,29 @@ class RedisLedger:
             failures = 0
             for _ in batch:
                 self._queue.popleft()
+
+    async def _send(self, batch: list[_Settle | _Flushed | Call]) -> None:
+        """One batch in one pipeline: each run of this ledger's settlements as one SETTLE call,
+        each flush and each other holder's settlement as its own."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            settles: list[_Settle] = []
+            for op in [*batch, None]:
+                if isinstance(op, _Settle):
+                    settles.append(op)
+                    continue
+                if settles:
+                    keys = [name for s in settles for name in (self._hash(s.user_id), self._holds(s.user_id))]
+                    args: list[Any] = [self.replica]
+                    for s in settles:
+                        args += [s.request_id, s.cost]
+                    await self._settle(keys=keys, args=args, client=pipe)
+                    settles = []
+                if isinstance(op, Call):
+                    await op.script(keys=op.keys, args=op.args, client=pipe)
+                elif isinstance(op, _Flushed):
+                    args = [op.balance.micros, op.balance.version, *op.request_ids]
+                    await self._flushed(keys=[self._hash(op.user_id)], args=args, client=pipe)
+            await pipe.execute()
 
     def _batch(self) -> list[_Settle | _Flushed | Call]:
         """The next run of settlements, or of flushes, never both: a batch that failed half way is
@@ -593,4 +612,5 @@ class RedisLedger:
         with contextlib.suppress(RedisError, OSError):
             if not self._queue and not self._live and not self.unflushed():
                 await self.redis.zrem(self._replicas_key, self.replica)
+            await self.shared.aclose()
             await self.redis.aclose()

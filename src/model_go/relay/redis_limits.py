@@ -38,12 +38,12 @@ from model_go.relay.limits import (
     _Usage,
     refusal_message,
 )
-from model_go.shared_redis import connect
+from model_go.shared_redis import SharedConnection, connect
 from model_go.supervisor import stop_if_cancelled
 
 log = logging.getLogger("model_go.relay")
 
-BATCH = 256  # settlements sent in one pipeline
+BATCH = 256  # settlements sent in one script call
 
 # KEYS: per scope its counters hash and its slots set. ARGV: window, tokens, ticket, slot seconds,
 # then per scope rpm, tpm, max concurrency (0: none). Numbers travel as strings: Redis would turn a
@@ -100,16 +100,24 @@ end
 return reply
 """
 
-# KEYS: per scope its counters hash and its slots set. ARGV: ticket, then per scope the tokens-due
-# correction in seconds (0: none).
+# KEYS: per settlement, per scope its counters hash and its slots set. ARGV: per settlement its
+# count of scopes, its ticket, then per scope the tokens-due correction in seconds (0: none). One call
+# settles a whole batch: under load the sender has many queued, and a script call costs far more
+# than the few commands of one settlement.
 SETTLE = """
-for i = 1, #KEYS / 2 do
-  local counters, slots = KEYS[2 * i - 1], KEYS[2 * i]
-  redis.call('ZREM', slots, ARGV[1])
-  local shift = tonumber(ARGV[1 + i])
-  if shift ~= 0 and redis.call('EXISTS', counters) == 1 then
-    redis.call('HINCRBYFLOAT', counters, 't', shift)
+local k, a = 1, 1
+while a <= #ARGV do
+  local scopes, ticket = tonumber(ARGV[a]), ARGV[a + 1]
+  for i = 1, scopes do
+    local counters, slots = KEYS[k], KEYS[k + 1]
+    redis.call('ZREM', slots, ticket)
+    local shift = tonumber(ARGV[a + 1 + i])
+    if shift ~= 0 and redis.call('EXISTS', counters) == 1 then
+      redis.call('HINCRBYFLOAT', counters, 't', shift)
+    end
+    k = k + 2
   end
+  a = a + 2 + scopes
 end
 return 1
 """
@@ -120,9 +128,10 @@ class RedisLimiter:
         self.redis: Redis = connect(url)
         self.prefix = prefix
         self.slot_seconds = slot_seconds
+        self.shared = SharedConnection(self.redis)  # admissions, one per request
         self._admit = self.redis.register_script(ADMIT)
         self._settle = self.redis.register_script(SETTLE)
-        self._queue: asyncio.Queue[tuple[list[str], list[str]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[list[str], list[Any]]] = asyncio.Queue()
         self._tickets = itertools.count(1)
         self._ticket_prefix = secrets.token_hex(4)
         self._complain = Occasional(log, "Redis is unreachable: rate limits are not counted until it is back")
@@ -145,7 +154,7 @@ class RedisLimiter:
         for _, limits in scopes:
             args += [limits.rpm or 0, limits.tpm or 0, limits.max_concurrency or 0]
         try:
-            reply = await self._admit(keys=keys, args=args)
+            reply = await self.shared.script(self._admit, keys, args)
         except (RedisError, OSError):
             self._complain()
             return UNLIMITED
@@ -175,7 +184,7 @@ class RedisLimiter:
                 continue
             charged = min(max(admission.tokens, 1), limits.tpm)
             shifts.append(f"{(tokens - charged) * WINDOW / limits.tpm:.6f}")
-        self._queue.put_nowait((keys, [admission.ticket, *shifts]))
+        self._queue.put_nowait((keys, [len(shifts), admission.ticket, *shifts]))
 
     async def run(self) -> None:
         """The settlement sender the supervisor owns."""
@@ -191,15 +200,16 @@ class RedisLimiter:
         while not self._queue.empty():
             batch = [self._queue.get_nowait() for _ in range(min(BATCH, self._queue.qsize()))]
             await self._send(batch)
+        await self.shared.aclose()
         with contextlib.suppress(RedisError, OSError):
             await self.redis.aclose()
 
-    async def _send(self, batch: list[tuple[list[str], list[str]]]) -> None:
-        """The settlements queued meanwhile, in one pipeline (one round trip under load)."""
+    async def _send(self, batch: list[tuple[list[str], list[Any]]]) -> None:
+        """The settlements queued meanwhile, in one script call (one round trip under load)."""
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args in batch:
-                    await self._settle(keys=keys, args=args, client=pipe)
-                await pipe.execute()
+            await self._settle(
+                keys=[name for keys, _ in batch for name in keys],
+                args=[arg for _, args in batch for arg in args],
+            )
         except (RedisError, OSError):
             self._complain()  # the slots lapse on their own after slot_seconds
